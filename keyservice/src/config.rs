@@ -1,0 +1,174 @@
+//! Command line and environment. Secrets are read from the environment by preference and are
+//! never printed (`hide_env_values`, redacted `Debug`).
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
+
+#[derive(Parser)]
+#[command(
+    name = "keyservice",
+    version,
+    about = "Issues keygate API keys and answers the edge filter's revocation questions"
+)]
+pub struct Cli {
+    /// Database: sqlite://PATH, sqlite::memory: or a file path (created if missing)
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://keyservice.db",
+        global = true
+    )]
+    pub database: String,
+
+    /// HS256 secret keys are signed with; set it through the JWT_SECRET environment variable
+    /// rather than this flag, which other users can read in the process list
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API
+    Serve(ServeArgs),
+    /// Create a key in the database and print it; the key is shown only this once
+    Issue(IssueArgs),
+    /// Revoke a key by id
+    Revoke(RevokeArgs),
+    /// List keys (never the keys themselves)
+    List(ListArgs),
+    /// Import an existing HS256 key read from standard input, e.g. one issued by ComfyUI Deploy
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed)
+    #[arg(long, env = "KEYSERVICE_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+
+    /// Bearer token for the management routes (/v1/keys); required. Prefer the environment
+    /// variable: a flag can be read in the process list
+    #[arg(long, env = "KEYSERVICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+}
+
+#[derive(Args)]
+pub struct IssueArgs {
+    /// The user the key acts as (its user_id claim)
+    #[arg(long)]
+    pub user: String,
+    /// The organisation the key acts for (its org_id claim); none when omitted
+    #[arg(long)]
+    pub org: Option<String>,
+    /// A label to recognise the key by in listings
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime such as 1h, 30d or "1year 6months"; no expiry when omitted
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expires_in: Option<Duration>,
+}
+
+#[derive(Args)]
+pub struct RevokeArgs {
+    /// The key's id (its jti claim), as printed by `issue`, `import` or `list`
+    pub id: String,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only this user's keys
+    #[arg(long)]
+    pub user: Option<String>,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A label to recognise the key by in listings
+    #[arg(long)]
+    pub name: String,
+}
+
+/// A secret from the command line or environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(
+        "JWT_SECRET is not set or is empty: set the JWT_SECRET environment variable to the HS256 \
+         secret that keys are signed with (the same one the edge filter verifies with)"
+    )]
+    MissingJwtSecret,
+    #[error(
+        "KEYSERVICE_ADMIN_TOKEN is not set or is empty: `serve` needs a bearer token for the \
+         management API (set KEYSERVICE_ADMIN_TOKEN or pass --admin-token)"
+    )]
+    MissingAdminToken,
+}
+
+/// A blank secret is as good as none: refuse it rather than sign with an empty key.
+pub fn required(secret: Option<&Secret>, missing: ConfigError) -> Result<&Secret, ConfigError> {
+    secret
+        .filter(|s| !s.expose().trim().is_empty())
+        .ok_or(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_after_the_subcommand_too() {
+        let cli =
+            Cli::try_parse_from(["keyservice", "list", "--database", "sqlite::memory:"]).unwrap();
+        assert_eq!(cli.database, "sqlite::memory:");
+    }
+
+    #[test]
+    fn blank_secrets_are_refused() {
+        let blank = Secret::from("  ".to_string());
+        assert!(required(Some(&blank), ConfigError::MissingJwtSecret).is_err());
+        assert!(required(None, ConfigError::MissingJwtSecret).is_err());
+        let set = Secret::from("x".to_string());
+        assert_eq!(
+            required(Some(&set), ConfigError::MissingJwtSecret)
+                .unwrap()
+                .expose(),
+            "x"
+        );
+        assert_eq!(format!("{set:?}"), "Secret([redacted])");
+    }
+}

@@ -1,0 +1,120 @@
+//! The one error type of the HTTP API: a status and a machine code per variant, rendered as
+//! `{"error": code, "message": text}`. Internal causes are logged and replaced by a generic text.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::keys::{IssueError, ValidationError};
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("missing or invalid admin token")]
+    Unauthorized,
+    #[error("invalid JSON body: {0}")]
+    InvalidBody(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    #[error("the key hash must be exactly 64 lowercase hex characters")]
+    InvalidHash,
+    #[error("request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            Self::InvalidHash => (StatusCode::BAD_REQUEST, "invalid_sha256"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate => Self::Conflict(e.to_string()),
+            e if e.is_unavailable() => Self::Unavailable(e),
+            e => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<IssueError> for AppError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Invalid(v) => Self::Invalid(v),
+            IssueError::Sign(e) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+// Every body problem is a 400 (one rule for clients), except a body over the limit.
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::InvalidBody(r.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        Self::InvalidQuery(r.body_text())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        Self::InvalidPath(r.body_text())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let Self::Unavailable(source) = &self {
+            tracing::warn!(error = %source, "database unavailable");
+        }
+        if let Self::Internal(source) = &self {
+            tracing::error!(error = %source, "internal error");
+        }
+        let body = Json(json!({ "error": code, "message": self.to_string() }));
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = [(header::WWW_AUTHENTICATE, r#"Bearer realm="keyservice""#)];
+            (status, challenge, body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Key material: validating a request, minting and signing a key, hashing it, and verifying a
+//! key issued elsewhere for import. No I/O here; callers store the resulting [`KeyRecord`].
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::store::KeyRecord;
+use crate::time::{MAX_TIMESTAMP, rfc3339};
+
+/// Longest accepted `user_id`, `org_id`, `name` (and imported `jti`), in characters.
+pub const MAX_FIELD_CHARS: usize = 256;
+/// Ten years of 365 days: the longest lifetime a new key may be given.
+pub const MAX_EXPIRES_IN_SECONDS: i64 = 10 * 365 * 24 * 60 * 60;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("{0} must be at most 256 characters")]
+    TooLong(&'static str),
+    #[error("{0} must not contain control characters")]
+    ControlCharacters(&'static str),
+    #[error("expires_in_seconds must be between 1 and 315360000 (10 years)")]
+    ExpiresIn,
+}
+
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("no key on standard input")]
+    Empty,
+    #[error("the key is not a well-formed JWT: {0}")]
+    Malformed(String),
+    #[error("the key is signed with {0:?}; only HS256 keys can be imported")]
+    Algorithm(Algorithm),
+    #[error("the key's signature does not verify with JWT_SECRET")]
+    BadSignature,
+    #[error("the key has no user_id claim, or it is not a non-empty string")]
+    MissingUserId,
+    #[error("the key's exp claim is not a whole number of seconds between 1970 and 9999")]
+    BadExp,
+    #[error("the key's claims are not acceptable: {0}")]
+    Claims(#[from] ValidationError),
+}
+
+#[derive(Debug, Error)]
+#[error("could not sign the key: {0}")]
+pub struct SignError(#[from] jsonwebtoken::errors::Error);
+
+/// What a caller asks for; validated by [`Signer::issue`].
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub user_id: String,
+    pub org_id: Option<String>,
+    pub name: String,
+    pub expires_in_seconds: Option<i64>,
+}
+
+impl NewKey {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        check_text("user_id", &self.user_id)?;
+        check_text("name", &self.name)?;
+        if let Some(org_id) = &self.org_id {
+            check_text("org_id", org_id)?;
+        }
+        if let Some(secs) = self.expires_in_seconds
+            && !(1..=MAX_EXPIRES_IN_SECONDS).contains(&secs)
+        {
+            return Err(ValidationError::ExpiresIn);
+        }
+        Ok(())
+    }
+}
+
+/// Non-blank, at most [`MAX_FIELD_CHARS`], no control characters (the filter forwards these
+/// values in request headers, where control characters are not allowed).
+pub fn check_text(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::Empty(field));
+    }
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(ValidationError::TooLong(field));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::ControlCharacters(field));
+    }
+    Ok(())
+}
+
+/// Lowercase hex SHA-256 of the key string: the only form of a key that is ever stored or sent.
+pub fn sha256_hex(key: &str) -> String {
+    format!("{:x}", Sha256::digest(key.as_bytes()))
+}
+
+/// Exactly 64 lowercase hex characters, the form [`sha256_hex`] produces.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Told to whoever revokes a key with an expiry: the ComfyUI Deploy rule that keygate reproduces
+/// (`check: non_expiring`) only asks about keys without `exp`, so such a revocation is not seen.
+pub fn expiry_note(expires_at: i64) -> String {
+    format!(
+        "this key has an expiry; edges that check revocation only for non-expiring keys \
+         (check: non_expiring) accept it until {}",
+        rfc3339(expires_at)
+    )
+}
+
+/// How a key is shown in listings (HTTP and CLI): everything but the key and its hash.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub user_id: String,
+    pub org_id: Option<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(r: &KeyRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            user_id: r.user_id.clone(),
+            org_id: r.org_id.clone(),
+            created_at: rfc3339(r.created_at),
+            expires_at: r.expires_at.map(rfc3339),
+            revoked_at: r.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_id: Option<&'a str>,
+    iat: i64,
+    jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+}
+
+/// A key checked by [`Signer::verify_import`], ready to be stored under its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedKey {
+    pub key_sha256: String,
+    pub user_id: String,
+    pub org_id: Option<String>,
+    /// The `jti` claim when it is usable as an id; the caller still checks it is unused.
+    pub jti: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// Signs and verifies with the HS256 secret (`JWT_SECRET`) that the edge filter also holds.
+pub struct Signer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl Signer {
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// Mints a key: returns the record to store and the key itself, which is shown once and
+    /// never kept.
+    pub fn issue(&self, new: NewKey, now: i64) -> Result<(KeyRecord, String), IssueError> {
+        new.validate()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let expires_at = new.expires_in_seconds.map(|secs| now.saturating_add(secs));
+        let claims = Claims {
+            user_id: &new.user_id,
+            org_id: new.org_id.as_deref(),
+            iat: now,
+            jti: &id,
+            exp: expires_at,
+        };
+        let key = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(SignError)?;
+        let record = KeyRecord {
+            id,
+            key_sha256: sha256_hex(&key),
+            name: new.name,
+            user_id: new.user_id,
+            org_id: new.org_id,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        Ok((record, key))
+    }
+
+    /// Checks a key issued before keygate (e.g. ComfyUI Deploy's `jwt.sign({user_id, org_id},
+    /// JWT_SECRET)`): HS256 only, signature must verify, `user_id` required. Expiry is not
+    /// enforced here; an expired key imports and stays expired.
+    pub fn verify_import(&self, key: &str) -> Result<ImportedKey, ImportError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(ImportError::Empty);
+        }
+        let header =
+            jsonwebtoken::decode_header(key).map_err(|e| ImportError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(ImportError::Algorithm(header.alg));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(key, &self.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => ImportError::BadSignature,
+                _ => ImportError::Malformed(e.to_string()),
+            })?
+            .claims;
+
+        let user_id = match claims.get("user_id") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            _ => return Err(ImportError::MissingUserId),
+        };
+        check_text("user_id", &user_id)?;
+        // ComfyUI signs `org_id: undefined` (omitted) or null for personal keys; treat "" the same.
+        let org_id = match claims.get("org_id") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(org_id) = &org_id {
+            check_text("org_id", org_id)?;
+        }
+        let expires_at = match claims.get("exp") {
+            None | Some(Value::Null) => None,
+            Some(exp) => Some(
+                exp.as_i64()
+                    .filter(|secs| (0..=MAX_TIMESTAMP).contains(secs))
+                    .ok_or(ImportError::BadExp)?,
+            ),
+        };
+        let jti = match claims.get("jti") {
+            Some(Value::String(s)) if check_text("jti", s).is_ok() => Some(s.clone()),
+            _ => None,
+        };
+        Ok(ImportedKey {
+            key_sha256: sha256_hex(key),
+            user_id,
+            org_id,
+            jti,
+            expires_at,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"unit-test-secret";
+
+    fn new_key() -> NewKey {
+        NewKey {
+            user_id: "user_1".into(),
+            org_id: Some("org_1".into()),
+            name: "ci".into(),
+            expires_in_seconds: None,
+        }
+    }
+
+    fn sign(claims: &Value, alg: Algorithm, secret: &[u8]) -> String {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn sha256_hex_matches_known_vector() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(is_sha256_hex(&sha256_hex("anything")));
+    }
+
+    #[test]
+    fn sha256_shape_is_strict() {
+        let good = "a".repeat(64);
+        assert!(is_sha256_hex(&good));
+        assert!(!is_sha256_hex(&"A".repeat(64)), "uppercase is rejected");
+        assert!(!is_sha256_hex(&"a".repeat(63)));
+        assert!(!is_sha256_hex(&"a".repeat(65)));
+        assert!(!is_sha256_hex(&format!("{}g", "a".repeat(63))));
+        assert!(!is_sha256_hex(""));
+    }
+
+    #[test]
+    fn validation_accepts_a_plain_request() {
+        assert_eq!(new_key().validate(), Ok(()));
+        let mut k = new_key();
+        k.expires_in_seconds = Some(MAX_EXPIRES_IN_SECONDS);
+        assert_eq!(k.validate(), Ok(()));
+        k.name = "é".repeat(MAX_FIELD_CHARS);
+        assert_eq!(k.validate(), Ok(()), "limit counts characters, not bytes");
+    }
+
+    #[test]
+    fn validation_rejects_each_bad_field() {
+        type Case = (fn(&mut NewKey), ValidationError);
+        let cases: Vec<Case> = vec![
+            (
+                |k| k.user_id = String::new(),
+                ValidationError::Empty("user_id"),
+            ),
+            (
+                |k| k.user_id = " \t".into(),
+                ValidationError::Empty("user_id"),
+            ),
+            (|k| k.name = "  ".into(), ValidationError::Empty("name")),
+            (
+                |k| k.org_id = Some(String::new()),
+                ValidationError::Empty("org_id"),
+            ),
+            (
+                |k| k.name = "x".repeat(257),
+                ValidationError::TooLong("name"),
+            ),
+            (
+                |k| k.user_id = "x".repeat(257),
+                ValidationError::TooLong("user_id"),
+            ),
+            (
+                |k| k.org_id = Some("x".repeat(257)),
+                ValidationError::TooLong("org_id"),
+            ),
+            (
+                |k| k.user_id = "a\nb".into(),
+                ValidationError::ControlCharacters("user_id"),
+            ),
+            (
+                |k| k.expires_in_seconds = Some(0),
+                ValidationError::ExpiresIn,
+            ),
+            (
+                |k| k.expires_in_seconds = Some(-1),
+                ValidationError::ExpiresIn,
+            ),
+            (
+                |k| k.expires_in_seconds = Some(MAX_EXPIRES_IN_SECONDS + 1),
+                ValidationError::ExpiresIn,
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let mut k = new_key();
+            mutate(&mut k);
+            assert_eq!(k.validate(), Err(expected));
+        }
+    }
+
+    #[test]
+    fn issued_key_carries_the_contract_claims() {
+        let signer = Signer::new(SECRET);
+        let mut k = new_key();
+        k.expires_in_seconds = Some(3600);
+        let (record, key) = signer.issue(k, 1_700_000_000).unwrap();
+        assert_eq!(record.key_sha256, sha256_hex(&key));
+        assert_eq!(record.expires_at, Some(1_700_003_600));
+
+        let mut v = Validation::new(Algorithm::HS256);
+        v.validate_exp = false;
+        let data =
+            jsonwebtoken::decode::<Value>(&key, &DecodingKey::from_secret(SECRET), &v).unwrap();
+        assert_eq!(
+            data.claims,
+            serde_json::json!({
+                "user_id": "user_1", "org_id": "org_1", "iat": 1_700_000_000,
+                "jti": record.id, "exp": 1_700_003_600
+            })
+        );
+    }
+
+    #[test]
+    fn issued_key_omits_absent_org_and_exp() {
+        let mut k = new_key();
+        k.org_id = None;
+        let (_, key) = Signer::new(SECRET).issue(k, 5).unwrap();
+        let imported = Signer::new(SECRET).verify_import(&key).unwrap();
+        assert_eq!(imported.org_id, None);
+        assert_eq!(imported.expires_at, None);
+        assert!(imported.jti.is_some());
+    }
+
+    #[test]
+    fn import_reads_a_comfyui_key() {
+        let key = sign(
+            &serde_json::json!({"user_id": "user_2a", "org_id": "org_9", "iat": 1_690_000_000}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        let imported = Signer::new(SECRET)
+            .verify_import(&format!("  {key}\n"))
+            .unwrap();
+        assert_eq!(
+            imported,
+            ImportedKey {
+                key_sha256: sha256_hex(&key),
+                user_id: "user_2a".into(),
+                org_id: Some("org_9".into()),
+                jti: None,
+                expires_at: None,
+            }
+        );
+    }
+
+    #[test]
+    fn import_rejects_what_it_cannot_trust() {
+        let signer = Signer::new(SECRET);
+        let claims = serde_json::json!({"user_id": "u"});
+        let wrong_secret = sign(&claims, Algorithm::HS256, b"other");
+        assert!(matches!(
+            signer.verify_import(&wrong_secret),
+            Err(ImportError::BadSignature)
+        ));
+        let hs512 = sign(&claims, Algorithm::HS512, SECRET);
+        assert!(matches!(
+            signer.verify_import(&hs512),
+            Err(ImportError::Algorithm(Algorithm::HS512))
+        ));
+        let no_user = sign(
+            &serde_json::json!({"org_id": "o"}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert!(matches!(
+            signer.verify_import(&no_user),
+            Err(ImportError::MissingUserId)
+        ));
+        let numeric_user = sign(&serde_json::json!({"user_id": 7}), Algorithm::HS256, SECRET);
+        assert!(matches!(
+            signer.verify_import(&numeric_user),
+            Err(ImportError::MissingUserId)
+        ));
+        let bad_exp = sign(
+            &serde_json::json!({"user_id": "u", "exp": "soon"}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert!(matches!(
+            signer.verify_import(&bad_exp),
+            Err(ImportError::BadExp)
+        ));
+        assert!(matches!(
+            signer.verify_import("not-a-jwt"),
+            Err(ImportError::Malformed(_))
+        ));
+        assert!(matches!(
+            signer.verify_import(" \n"),
+            Err(ImportError::Empty)
+        ));
+    }
+
+    #[test]
+    fn import_keeps_exp_and_a_usable_jti() {
+        let key = sign(
+            &serde_json::json!({"user_id": "u", "org_id": null, "exp": 1_000, "jti": "old-1"}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        let imported = Signer::new(SECRET).verify_import(&key).unwrap();
+        assert_eq!(
+            imported.expires_at,
+            Some(1_000),
+            "expired keys still import"
+        );
+        assert_eq!(imported.jti.as_deref(), Some("old-1"));
+        assert_eq!(imported.org_id, None);
+    }
+
+    #[test]
+    fn expiry_note_names_the_time() {
+        assert!(expiry_note(0).ends_with("accept it until 1970-01-01T00:00:00Z"));
+    }
+}

@@ -1,0 +1,57 @@
+//! Boots: parse the command line, set up logging to stderr, run one command.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyservice::cli::CommandError;
+use keyservice::config::{Cli, Command, ConfigError, Secret, required};
+use keyservice::{cli, server};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Cli {
+        database,
+        jwt_secret,
+        command,
+    } = Cli::parse();
+    // The server logs its requests; one-shot commands stay quiet unless RUST_LOG says otherwise.
+    let default_level = if matches!(command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .init();
+
+    let result = run(&database, jwt_secret.as_ref(), command).await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyservice: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(
+    database: &str,
+    jwt_secret: Option<&Secret>,
+    command: Command,
+) -> Result<(), CommandError> {
+    // Checked per command: `revoke` and `list` never touch key material.
+    let secret = || required(jwt_secret, ConfigError::MissingJwtSecret);
+    match command {
+        Command::Serve(args) => server::serve(database, secret()?, args).await,
+        Command::Issue(args) => cli::issue(database, secret()?, args).await,
+        Command::Import(args) => cli::import(database, secret()?, args).await,
+        Command::Revoke(args) => cli::revoke(database, args).await,
+        Command::List(args) => cli::list(database, args).await,
+    }
+}

@@ -1,0 +1,28 @@
+//! What the per-request flow needs from the proxy. Envoy implements it in `plugin.rs`; unit
+//! tests use a recording double.
+
+use std::time::Duration;
+
+use crate::response::LocalReply;
+
+/// An HTTP `GET` to an upstream cluster, dispatched without blocking the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout<'a> {
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub timeout: Duration,
+}
+
+pub trait Host {
+    /// The raw value of a request header; bytes because a client may send anything.
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Replaces every value of a request header, or removes it with `None`.
+    fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Starts a callout; its answer arrives later under the returned id.
+    fn dispatch_get(&self, callout: &Callout<'_>) -> Result<u32, String>;
+    /// Answers the request locally instead of forwarding it.
+    fn send_reply(&self, reply: &LocalReply);
+    /// Lets a paused request continue upstream.
+    fn resume_request(&self);
+}

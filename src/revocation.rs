@@ -1,0 +1,91 @@
+//! The revocation protocol between the filter and keyservice:
+//! `GET <path_prefix><lowercase hex SHA-256 of the token>` answers 200 (active), 410 (revoked) or
+//! 404 (unknown). Only the digest travels; the token itself is never sent.
+
+use sha2::{Digest, Sha256};
+
+/// keyservice's answer about one token, as the filter understands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationStatus {
+    Active,
+    Revoked,
+    Unknown,
+    /// Any other status, a timeout, a reset or a failed dispatch.
+    Unavailable,
+}
+
+impl RevocationStatus {
+    /// Maps the callout's `:status`; `None` is what Envoy reports for a timeout or a reset.
+    pub fn from_http_status(status: Option<u16>) -> Self {
+        match status {
+            Some(200) => Self::Active,
+            Some(410) => Self::Revoked,
+            Some(404) => Self::Unknown,
+            _ => Self::Unavailable,
+        }
+    }
+}
+
+/// The lowercase hex SHA-256 of the token, as keyservice stores it.
+pub fn token_digest(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
+}
+
+/// The path of the revocation request for `token`.
+pub fn revocation_path(path_prefix: &str, token: &str) -> String {
+    let mut path = String::with_capacity(path_prefix.len() + 64);
+    path.push_str(path_prefix);
+    path.push_str(&token_digest(token));
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_lowercase_hex_sha256() {
+        // echo -n abc | sha256sum
+        assert_eq!(
+            token_digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn path_carries_the_digest_not_the_token() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoidTEifQ.sig";
+        let path = revocation_path("/v1/revocations/", token);
+        assert_eq!(path, format!("/v1/revocations/{}", token_digest(token)));
+        assert!(!path.contains(token));
+        assert_eq!(path.len(), "/v1/revocations/".len() + 64);
+    }
+
+    #[test]
+    fn statuses_map_to_the_documented_answers() {
+        let cases = [
+            (Some(200), RevocationStatus::Active),
+            (Some(410), RevocationStatus::Revoked),
+            (Some(404), RevocationStatus::Unknown),
+            (Some(500), RevocationStatus::Unavailable),
+            (Some(503), RevocationStatus::Unavailable),
+            (Some(401), RevocationStatus::Unavailable),
+            (Some(204), RevocationStatus::Unavailable),
+            (None, RevocationStatus::Unavailable),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(
+                RevocationStatus::from_http_status(status),
+                expected,
+                "{status:?}"
+            );
+        }
+    }
+}
