@@ -116,10 +116,9 @@ impl Gate {
             let payload = token.split('.').nth(1).map(str::to_owned);
             headers.push((name.clone(), payload));
         }
-        // Setting the header replaces every copy: the upstream sees exactly the credential that
-        // was verified, not a second `Authorization` the client slipped in after it.
-        let authorization = (!config.strip_authorization).then(|| format!("Bearer {token}"));
-        headers.push((AUTHORIZATION.to_owned(), authorization));
+        if config.strip_authorization {
+            headers.push((AUTHORIZATION.to_owned(), None));
+        }
         Ok(Grant { headers })
     }
 }
@@ -186,11 +185,7 @@ mod tests {
     fn an_expiring_token_is_allowed_without_a_callout() {
         let t = token(json!({"user_id": "u1", "org_id": "o1", "iat": NOW, "exp": NOW + 60}));
         let decision = gate("").decide(Some(bearer(&t).as_bytes()), NOW);
-        let expected = headers(&[
-            ("x-user-id", Some("u1")),
-            ("x-org-id", Some("o1")),
-            ("authorization", Some(&bearer(&t))),
-        ]);
+        let expected = headers(&[("x-user-id", Some("u1")), ("x-org-id", Some("o1"))]);
         assert_eq!(decision, Decision::Allow(Grant { headers: expected }));
     }
 

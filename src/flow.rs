@@ -68,8 +68,7 @@ impl RequestFlow {
         }
     }
 
-    /// Whether the request is held for a callout. Body and trailers must be held too: letting
-    /// them continue would let Envoy continue the whole request before the answer.
+    /// Whether the request is held for a callout; body and trailers are held with it.
     pub fn is_waiting(&self) -> bool {
         self.pending.is_some()
     }

@@ -141,8 +141,9 @@ impl HttpContext for KeygateHttp {
 }
 
 impl KeygateHttp {
-    /// Envoy buffers what arrives while the headers wait for keyservice; `Continue` here would
-    /// release the request before the answer.
+    /// Envoy stops all iteration while the headers wait for keyservice, so it does not call
+    /// these then; a host that delivered the body anyway must not be able to release the request
+    /// before the answer by way of it.
     fn hold_while_waiting(&self) -> Action {
         match &self.flow {
             Some(flow) if flow.is_waiting() => Action::Pause,
