@@ -147,7 +147,7 @@ deadline=$((SECONDS + READY_TIMEOUT_SECONDS))
 wait_until() {
   local what=$1
   shift
-  until "$@"; do
+  until "$@" 2>/dev/null; do
     check_children
     if ((SECONDS >= deadline)); then
       for name in "${names[@]}"; do show_log_tail "$name"; done
