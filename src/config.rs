@@ -7,7 +7,11 @@ use std::fmt;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+use crate::cors::{Cors, CorsError, RawCors};
 use crate::headers::{HeaderNameError, validate_header_name};
+use crate::revocation_cache::CacheConfig;
+use crate::rules::{RawRule, RuleError, Rules};
+use crate::token_cache::TokenCacheConfig;
 
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 const MAX_TOKEN_BYTES_LIMIT: usize = 64 * 1024;
@@ -17,9 +21,16 @@ const DEFAULT_TIMEOUT_MS: u64 = 500;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const DEFAULT_REVOCATION_PATH_PREFIX: &str = "/v1/revocations/";
 const DEFAULT_REALM: &str = "keygate";
+const DEFAULT_CACHE_ENTRIES: u64 = 16_384;
+const MAX_CACHE_ENTRIES: u64 = 4_194_304;
+const DEFAULT_CACHE_ACTIVE_SECONDS: u64 = 30;
+const DEFAULT_CACHE_REVOKED_SECONDS: u64 = 86_400;
+const MAX_CACHE_SECONDS: u64 = 7 * 86_400;
+const DEFAULT_TOKEN_CACHE_TTL_SECONDS: u64 = 60;
+const MAX_TOKEN_CACHE_ENTRIES: u64 = 1_048_576;
 
 /// The validated plugin configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub secrets: Vec<Secret>,
     pub algorithms: Vec<Algorithm>,
@@ -30,6 +41,20 @@ pub struct Config {
     pub payload_header: Option<String>,
     pub strip_authorization: bool,
     pub revocation: RevocationConfig,
+    pub rules: Rules,
+    pub cors: Option<Cors>,
+    pub response_format: ResponseFormat,
+    /// The verified-token cache; `None` when off.
+    pub token_cache: Option<TokenCacheConfig>,
+}
+
+/// The body of local replies: ComfyUI Deploy's plain text, or a JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// An HMAC secret. Its bytes never reach `Debug` output, so a logged config cannot leak it.
@@ -63,6 +88,8 @@ pub struct RevocationConfig {
     pub check: RevocationCheck,
     pub unknown_keys: UnknownKeys,
     pub failure_mode: FailureMode,
+    /// The shared cache of keyservice's answers; `None` when off.
+    pub cache: Option<CacheConfig>,
 }
 
 /// Which verified tokens are checked against the revocation service.
@@ -135,6 +162,8 @@ pub enum ConfigError {
         field: String,
         name: String,
     },
+    Rules(RuleError),
+    Cors(CorsError),
 }
 
 impl fmt::Display for ConfigError {
@@ -193,6 +222,8 @@ impl fmt::Display for ConfigError {
                 f,
                 "`{field}`: header {name:?} is already set from another claim; give each header one source"
             ),
+            Self::Rules(error) => error.fmt(f),
+            Self::Cors(error) => error.fmt(f),
         }
     }
 }
@@ -212,6 +243,26 @@ struct RawConfig {
     #[serde(default)]
     strip_authorization: bool,
     revocation: RawRevocation,
+    rules: Option<Vec<RawRule>>,
+    cors: Option<RawCors>,
+    #[serde(default)]
+    response_format: ResponseFormat,
+    token_cache: Option<RawTokenCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocationCache {
+    max_entries: Option<u64>,
+    max_active_seconds: Option<u64>,
+    max_revoked_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenCache {
+    max_entries: u64,
+    ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +292,7 @@ struct RawRevocation {
     unknown_keys: UnknownKeys,
     #[serde(default)]
     failure_mode: FailureMode,
+    cache: Option<RawRevocationCache>,
 }
 
 impl Config {
@@ -311,6 +363,14 @@ impl RawConfig {
             payload_header,
             strip_authorization: self.strip_authorization,
             revocation: self.revocation.validate()?,
+            rules: Rules::from_config(self.rules).map_err(ConfigError::Rules)?,
+            cors: Cors::from_config(self.cors).map_err(ConfigError::Cors)?,
+            response_format: self.response_format,
+            token_cache: self
+                .token_cache
+                .map(RawTokenCache::validate)
+                .transpose()?
+                .flatten(),
         })
     }
 }
@@ -344,6 +404,14 @@ impl RawRevocation {
             1,
             MAX_TIMEOUT_MS,
         )?;
+        let cache = match self.cache {
+            Some(cache) => cache.validate()?,
+            None => Some(CacheConfig {
+                max_entries: DEFAULT_CACHE_ENTRIES as u32,
+                max_active_seconds: DEFAULT_CACHE_ACTIVE_SECONDS,
+                max_revoked_seconds: DEFAULT_CACHE_REVOKED_SECONDS,
+            }),
+        };
         Ok(RevocationConfig {
             cluster: self.cluster,
             authority,
@@ -352,7 +420,59 @@ impl RawRevocation {
             check: self.check,
             unknown_keys: self.unknown_keys,
             failure_mode: self.failure_mode,
+            cache,
         })
+    }
+}
+
+impl RawRevocationCache {
+    fn validate(self) -> Result<Option<CacheConfig>, ConfigError> {
+        let max_entries = in_range(
+            "revocation.cache.max_entries",
+            self.max_entries.unwrap_or(DEFAULT_CACHE_ENTRIES),
+            0,
+            MAX_CACHE_ENTRIES,
+        )?;
+        let max_active_seconds = in_range(
+            "revocation.cache.max_active_seconds",
+            self.max_active_seconds
+                .unwrap_or(DEFAULT_CACHE_ACTIVE_SECONDS),
+            0,
+            MAX_CACHE_SECONDS,
+        )?;
+        let max_revoked_seconds = in_range(
+            "revocation.cache.max_revoked_seconds",
+            self.max_revoked_seconds
+                .unwrap_or(DEFAULT_CACHE_REVOKED_SECONDS),
+            0,
+            MAX_CACHE_SECONDS,
+        )?;
+        Ok((max_entries > 0).then_some(CacheConfig {
+            max_entries: u32::try_from(max_entries).unwrap_or(u32::MAX),
+            max_active_seconds,
+            max_revoked_seconds,
+        }))
+    }
+}
+
+impl RawTokenCache {
+    fn validate(self) -> Result<Option<TokenCacheConfig>, ConfigError> {
+        let max_entries = in_range(
+            "token_cache.max_entries",
+            self.max_entries,
+            0,
+            MAX_TOKEN_CACHE_ENTRIES,
+        )?;
+        let ttl_seconds = in_range(
+            "token_cache.ttl_seconds",
+            self.ttl_seconds.unwrap_or(DEFAULT_TOKEN_CACHE_TTL_SECONDS),
+            1,
+            MAX_CACHE_SECONDS,
+        )?;
+        Ok((max_entries > 0).then_some(TokenCacheConfig {
+            max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
+            ttl_seconds,
+        }))
     }
 }
 
@@ -546,8 +666,16 @@ mod tests {
                 check: RevocationCheck::NonExpiring,
                 unknown_keys: UnknownKeys::Deny,
                 failure_mode: FailureMode::Deny,
+                cache: Some(CacheConfig {
+                    max_entries: 16_384,
+                    max_active_seconds: 30,
+                    max_revoked_seconds: 86_400,
+                }),
             }
         );
+        assert_eq!(config.response_format, ResponseFormat::Text);
+        assert_eq!(config.token_cache, None);
+        assert!(config.cors.is_none());
     }
 
     #[test]
@@ -695,6 +823,22 @@ mod tests {
                 r#"{"secret":{"inline":"a"},"payload_header":":path","revocation":{"cluster":"k"}}"#,
                 "`payload_header`",
             ),
+            (
+                r#"{"secret":{"inline":"a"},"revocation":{"cluster":"k","cache":{"max_active_seconds":999999999}}}"#,
+                "`revocation.cache.max_active_seconds`",
+            ),
+            (
+                r#"{"secret":{"inline":"a"},"revocation":{"cluster":"k","cache":{"ttl":1}}}"#,
+                "at `revocation.cache.ttl`: unknown field",
+            ),
+            (
+                r#"{"secret":{"inline":"a"},"token_cache":{"max_entries":10,"ttl_seconds":0},"revocation":{"cluster":"k"}}"#,
+                "`token_cache.ttl_seconds`",
+            ),
+            (
+                r#"{"secret":{"inline":"a"},"response_format":"xml","revocation":{"cluster":"k"}}"#,
+                "at `response_format`",
+            ),
         ];
         for (json, expected) in cases {
             let message = error(json);
@@ -711,6 +855,35 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn caches_can_be_sized_and_turned_off() {
+        let config = parse(
+            r#"{"secret":{"inline":"a"},"token_cache":{"max_entries":500,"ttl_seconds":20},"revocation":{"cluster":"k","cache":{"max_entries":0}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.revocation.cache, None);
+        assert_eq!(
+            config.token_cache,
+            Some(TokenCacheConfig {
+                max_entries: 500,
+                ttl_seconds: 20
+            })
+        );
+        let config = parse(
+            r#"{"secret":{"inline":"a"},"response_format":"json","revocation":{"cluster":"k","cache":{"max_entries":100,"max_revoked_seconds":600}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.response_format, ResponseFormat::Json);
+        assert_eq!(
+            config.revocation.cache,
+            Some(CacheConfig {
+                max_entries: 100,
+                max_active_seconds: 30,
+                max_revoked_seconds: 600
+            })
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::response::LocalReply;
+use crate::revocation_cache::SharedData;
 
 /// An HTTP `GET` to an upstream cluster, dispatched without blocking the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,14 @@ pub struct Callout<'a> {
     pub timeout: Duration,
 }
 
-pub trait Host {
+/// What a callout brought back: `status` is `None` after a timeout or a reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalloutAnswer {
+    pub status: Option<u16>,
+    pub cache_control: Option<String>,
+}
+
+pub trait Host: SharedData {
     /// The raw value of a request header; bytes because a client may send anything.
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Replaces every value of a request header, or removes it with `None`.
@@ -25,4 +33,11 @@ pub trait Host {
     fn send_reply(&self, reply: &LocalReply);
     /// Lets a paused request continue upstream.
     fn resume_request(&self);
+    /// Makes the calls that follow act on another context's request (a request waiting on this
+    /// one's callout). `false` when that context is gone.
+    fn switch_context(&self, context_id: u32) -> bool;
+    /// Adds one to a counter; `None` (a stat the host would not define) does nothing.
+    fn increment(&self, metric: Option<u32>);
+    /// Records a histogram value.
+    fn record(&self, metric: Option<u32>, value: u64);
 }

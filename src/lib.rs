@@ -1,17 +1,28 @@
 //! keygate: JWT and API-key enforcement at the proxy edge.
 //!
-//! The decision logic (`config`, `credential`, `verify`, `revocation`, `decision`, `response`,
-//! `flow`) knows nothing of Envoy and is tested natively; `plugin` implements the proxy-wasm
-//! contexts on top of it.
+//! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
+//! validation), `credential`, `verify`, `path` + `rules` + `scopes` (what a route requires),
+//! `cors`, `revocation` + `revocation_cache` + `in_flight` (the keyservice protocol, its shared
+//! cache and request coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow`
+//! (one request, against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on
+//! top of it.
 
 pub mod config;
+pub mod cors;
 pub mod credential;
 pub mod decision;
 pub mod flow;
 pub mod headers;
 pub mod host;
+pub mod in_flight;
+pub mod metrics;
+pub mod path;
 pub mod response;
 pub mod revocation;
+pub mod revocation_cache;
+pub mod rules;
+pub mod scopes;
+pub mod token_cache;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]

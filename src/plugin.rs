@@ -1,18 +1,25 @@
 //! The proxy-wasm contexts: a thin layer that moves data between Envoy and the host-free core.
 
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::config::Config;
-use crate::decision::{DenyReason, Gate};
-use crate::flow::{FlowAction, RequestFlow};
-use crate::host::{Callout, Host};
+use crate::decision::Gate;
+use crate::flow::{FlowAction, RequestFlow, flight_path, settle_flight, wake};
+use crate::host::{Callout, CalloutAnswer, Host};
+use crate::metrics::{MetricKind, Metrics};
 use crate::response::LocalReply;
+use crate::revocation::Digest;
+use crate::revocation_cache::{SharedData, SharedSetError};
+
+/// How often the root context looks for revocation checks whose leading request went away.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Registers the root context; Envoy calls this when it loads the module.
 pub fn start() {
@@ -20,10 +27,13 @@ pub fn start() {
     proxy_wasm::set_root_context(|context_id| Box::new(KeygateRoot::new(context_id)));
 }
 
-/// Per-plugin state: the parsed configuration, shared by this worker's HTTP contexts.
+/// Per-plugin, per-worker state: the parsed configuration and the worker's caches, shared by
+/// this worker's HTTP contexts.
 struct KeygateRoot {
     context_id: u32,
     gate: Option<Rc<Gate>>,
+    /// Callouts the root context dispatched for orphaned flights.
+    callouts: HashMap<u32, (Digest, u64)>,
 }
 
 impl KeygateRoot {
@@ -31,11 +41,28 @@ impl KeygateRoot {
         Self {
             context_id,
             gate: None,
+            callouts: HashMap::new(),
         }
     }
 }
 
-impl Context for KeygateRoot {}
+impl Context for KeygateRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, _body: usize, _: usize) {
+        let (Some(gate), Some((digest, started_ms))) =
+            (self.gate.clone(), self.callouts.remove(&token_id))
+        else {
+            return;
+        };
+        let now = now_ms();
+        EnvoyHost.record(
+            gate.metrics.callout_latency_ms,
+            now.saturating_sub(started_ms),
+        );
+        let (status, waiters) = settle_flight(&gate, &EnvoyHost, &digest, &callout_answer(), now);
+        wake(&gate, &EnvoyHost, waiters, status);
+        EnvoyHost.switch_context(self.context_id);
+    }
+}
 
 impl RootContext for KeygateRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -47,11 +74,7 @@ impl RootContext for KeygateRoot {
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let json = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        ) {
+        let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
                 error!("cannot read the plugin configuration: {status:?}");
@@ -59,25 +82,59 @@ impl RootContext for KeygateRoot {
             }
         };
         let env = |name: &str| std::env::var(name).ok();
-        match Config::parse(&json, &env) {
-            Ok(config) => {
-                if config.secrets.iter().any(|s| s.as_bytes().len() < 32) {
-                    warn!(
-                        "a secret is shorter than 32 bytes; HS256 keys should have at least 256 bits"
-                    );
-                }
-                info!(
-                    "configured (root context {}): {} secret(s), revocation cluster {:?}",
-                    self.context_id,
-                    config.secrets.len(),
-                    config.revocation.cluster
-                );
-                self.gate = Some(Rc::new(Gate::new(config)));
-                true
-            }
+        let config = match Config::parse(&json, &env) {
+            Ok(config) => config,
             Err(problem) => {
                 error!("invalid plugin configuration: {problem}");
-                false
+                return false;
+            }
+        };
+        if config.secrets.iter().any(|s| s.as_bytes().len() < 32) {
+            warn!("a secret is shorter than 32 bytes; HS256 keys should have at least 256 bits");
+        }
+        info!(
+            "configured (root context {}): {} secret(s), revocation cluster {:?}",
+            self.context_id,
+            config.secrets.len(),
+            config.revocation.cluster
+        );
+        let metrics = Metrics::define(&mut define_metric);
+        self.gate = Some(Rc::new(Gate::new(config, metrics)));
+        if let Err(status) = hostcalls::set_tick_period(TICK) {
+            warn!("cannot set the tick period: {status:?}");
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(gate) = self.gate.clone() else {
+            return;
+        };
+        if !gate.in_flight.borrow().has_orphans() {
+            return;
+        }
+        let orphans = gate.in_flight.borrow_mut().adopt_orphans(self.context_id);
+        let revocation = &gate.config.revocation;
+        for digest in orphans {
+            let path = flight_path(&gate, &digest);
+            let callout = Callout {
+                cluster: &revocation.cluster,
+                authority: &revocation.authority,
+                path: &path,
+                timeout: Duration::from_millis(revocation.timeout_ms),
+            };
+            let now = now_ms();
+            match EnvoyHost.dispatch_get(&callout) {
+                Ok(call_id) => {
+                    self.callouts.insert(call_id, (digest, now));
+                }
+                Err(problem) => {
+                    warn!("revocation check could not be dispatched: {problem}");
+                    let (status, waiters) =
+                        settle_flight(&gate, &EnvoyHost, &digest, &CalloutAnswer::default(), now);
+                    wake(&gate, &EnvoyHost, waiters, status);
+                    EnvoyHost.switch_context(self.context_id);
+                }
             }
         }
     }
@@ -105,12 +162,8 @@ struct KeygateHttp {
 
 impl Context for KeygateHttp {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, _body: usize, _: usize) {
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse::<u16>().ok());
         if let Some(flow) = self.flow.as_mut() {
-            flow.on_callout_response(&EnvoyHost, token_id, status);
+            flow.on_callout_response(&EnvoyHost, token_id, &callout_answer(), now_ms());
         }
     }
 }
@@ -122,10 +175,14 @@ impl HttpContext for KeygateHttp {
                 "[{}] keygate has no configuration; denying",
                 self.context_id
             );
-            EnvoyHost.send_reply(&DenyReason::Unavailable.reply("keygate"));
+            EnvoyHost.send_reply(&LocalReply {
+                status: 503,
+                headers: vec![("content-type", "text/plain".to_owned())],
+                body: crate::response::UNAVAILABLE_BODY.to_owned(),
+            });
             return Action::Pause;
         };
-        match flow.on_request_headers(&EnvoyHost, unix_seconds()) {
+        match flow.on_request_headers(&EnvoyHost, now_ms()) {
             FlowAction::Continue => Action::Continue,
             FlowAction::Pause => Action::Pause,
         }
@@ -152,18 +209,69 @@ impl KeygateHttp {
     }
 }
 
-/// Seconds since the Unix epoch from Envoy's clock. A clock error yields 0, which makes every
-/// token with `exp` or `nbf` fail its time check rather than pass it.
-fn unix_seconds() -> u64 {
+impl Drop for KeygateHttp {
+    fn drop(&mut self) {
+        if let Some(flow) = self.flow.as_mut() {
+            flow.on_destroyed();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch from Envoy's clock. A clock error yields 0, which makes every
+/// token with `exp` fail its time check rather than pass it.
+fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |elapsed| elapsed.as_secs())
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The answer to the callout being delivered: `:status` and `cache-control`.
+fn callout_answer() -> CalloutAnswer {
+    let header = |name: &str| {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    };
+    CalloutAnswer {
+        status: header(":status").and_then(|status| status.parse().ok()),
+        cache_control: header("cache-control"),
+    }
+}
+
+fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
+    let kind = match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Histogram => MetricType::Histogram,
+    };
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            warn!("cannot define stat {name}: {status:?}");
+            None
+        }
+    }
 }
 
 /// Envoy through proxy-wasm host calls. Failures are logged, never unwrapped: a panic would
 /// take the whole VM, and every request on this worker, down with it.
 struct EnvoyHost;
+
+impl SharedData for EnvoyHost {
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            Status::CasMismatch => SharedSetError::CasMismatch,
+            _ => SharedSetError::Failed,
+        })
+    }
+}
 
 impl Host for EnvoyHost {
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
@@ -210,6 +318,22 @@ impl Host for EnvoyHost {
     fn resume_request(&self) {
         if let Err(status) = hostcalls::resume_http_request() {
             error!("cannot resume the request: {status:?}");
+        }
+    }
+
+    fn switch_context(&self, context_id: u32) -> bool {
+        hostcalls::set_effective_context(context_id).is_ok()
+    }
+
+    fn increment(&self, metric: Option<u32>) {
+        if let Some(metric) = metric {
+            let _ = hostcalls::increment_metric(metric, 1);
+        }
+    }
+
+    fn record(&self, metric: Option<u32>, value: u64) {
+        if let Some(metric) = metric {
+            let _ = hostcalls::record_metric(metric, value);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The local replies the filter sends instead of forwarding a request. Bodies are ComfyUI
+//! The local replies the filter sends instead of forwarding a request. Text bodies are ComfyUI
 //! Deploy's, so its clients keep working; `WWW-Authenticate` follows RFC 6750 §3.
 
+use crate::config::{Config, ResponseFormat};
 use crate::credential::CredentialError;
 use crate::decision::DenyReason;
 use crate::verify::Rejection;
@@ -8,17 +9,37 @@ use crate::verify::Rejection;
 pub const INVALID_TOKEN_BODY: &str = "Invalid or expired token";
 pub const REVOKED_TOKEN_BODY: &str = "Revoked token";
 pub const UNAVAILABLE_BODY: &str = "Authorization service unavailable";
+pub const INSUFFICIENT_SCOPE_BODY: &str = "Insufficient scope";
+pub const FORBIDDEN_BODY: &str = "Forbidden";
+pub const BAD_REQUEST_BODY: &str = "Bad request";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
-    pub body: &'static str,
+    pub body: String,
+}
+
+/// What `WWW-Authenticate` says, if anything.
+enum Challenge<'a> {
+    None,
+    /// No bearer token was presented: the realm only (RFC 6750 §3.1).
+    Bare,
+    InvalidToken,
+    InsufficientScope(&'a str),
+}
+
+struct Answer<'a> {
+    status: u32,
+    text: &'static str,
+    error: &'static str,
+    description: &'static str,
+    challenge: Challenge<'a>,
 }
 
 impl DenyReason {
-    /// A short, stable name for logs: never anything the client sent.
-    pub fn label(self) -> &'static str {
+    /// A short, stable name for stats and logs: never anything the client sent.
+    pub fn label(&self) -> &'static str {
         match self {
             Self::Credential(CredentialError::Missing | CredentialError::OtherScheme) => "missing",
             Self::Credential(CredentialError::TooLarge | CredentialError::Malformed) => "malformed",
@@ -28,48 +49,107 @@ impl DenyReason {
             Self::Revoked => "revoked",
             Self::UnknownKey => "unknown_key",
             Self::Unavailable => "unavailable",
+            Self::InsufficientScope(_) => "forbidden_scope",
+            Self::ForbiddenRule => "forbidden_rule",
+            Self::BadPath => "bad_path",
         }
     }
 
-    /// The reply for this denial. `realm` is validated at configuration time to be safe inside a
-    /// quoted string.
-    pub fn reply(self, realm: &str) -> LocalReply {
-        let (body, description) = match self {
-            Self::Credential(error) if !error.token_presented() => {
-                return unauthorized(INVALID_TOKEN_BODY, format!("Bearer realm=\"{realm}\""));
+    /// The reply for this denial, in the configured format. The realm is validated at
+    /// configuration time to be safe inside a quoted string.
+    pub fn reply(&self, config: &Config) -> LocalReply {
+        let answer = self.answer();
+        let mut headers = Vec::with_capacity(2);
+        let body = match config.response_format {
+            ResponseFormat::Text => {
+                headers.push(("content-type", "text/plain".to_owned()));
+                answer.text.to_owned()
             }
-            Self::Credential(CredentialError::TooLarge) => {
-                (INVALID_TOKEN_BODY, "token is too large")
-            }
-            Self::Credential(_) => (INVALID_TOKEN_BODY, Rejection::Malformed.description()),
-            Self::Token(rejection) => (INVALID_TOKEN_BODY, rejection.description()),
-            Self::Revoked => (REVOKED_TOKEN_BODY, "token has been revoked"),
-            Self::UnknownKey => (REVOKED_TOKEN_BODY, "token is not registered"),
-            Self::Unavailable => {
-                return LocalReply {
-                    status: 503,
-                    headers: vec![("content-type", "text/plain".to_owned())],
-                    body: UNAVAILABLE_BODY,
-                };
+            ResponseFormat::Json => {
+                headers.push(("content-type", "application/json".to_owned()));
+                serde_json::json!({"error": answer.error, "error_description": answer.description})
+                    .to_string()
             }
         };
-        unauthorized(
+        let realm = &config.realm;
+        let challenge = match answer.challenge {
+            Challenge::None => None,
+            Challenge::Bare => Some(format!("Bearer realm=\"{realm}\"")),
+            Challenge::InvalidToken => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                answer.description
+            )),
+            Challenge::InsufficientScope(scope) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\", scope=\"{scope}\"",
+                answer.description
+            )),
+        };
+        if let Some(challenge) = challenge {
+            headers.push(("www-authenticate", challenge));
+        }
+        LocalReply {
+            status: answer.status,
+            headers,
             body,
-            format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""
-            ),
-        )
+        }
     }
-}
 
-fn unauthorized(body: &'static str, challenge: String) -> LocalReply {
-    LocalReply {
-        status: 401,
-        headers: vec![
-            ("content-type", "text/plain".to_owned()),
-            ("www-authenticate", challenge),
-        ],
-        body,
+    fn answer(&self) -> Answer<'_> {
+        let invalid = |description| Answer {
+            status: 401,
+            text: INVALID_TOKEN_BODY,
+            error: "invalid_token",
+            description,
+            challenge: Challenge::InvalidToken,
+        };
+        match self {
+            Self::Credential(error) if !error.token_presented() => Answer {
+                status: 401,
+                text: INVALID_TOKEN_BODY,
+                error: "unauthorized",
+                description: "a bearer token is required",
+                challenge: Challenge::Bare,
+            },
+            Self::Credential(CredentialError::TooLarge) => invalid("token is too large"),
+            Self::Credential(_) => invalid(Rejection::Malformed.description()),
+            Self::Token(rejection) => invalid(rejection.description()),
+            Self::Revoked => Answer {
+                text: REVOKED_TOKEN_BODY,
+                ..invalid("token has been revoked")
+            },
+            Self::UnknownKey => Answer {
+                text: REVOKED_TOKEN_BODY,
+                ..invalid("token is not registered")
+            },
+            Self::InsufficientScope(scope) => Answer {
+                status: 403,
+                text: INSUFFICIENT_SCOPE_BODY,
+                error: "insufficient_scope",
+                description: "token lacks a scope this route requires",
+                challenge: Challenge::InsufficientScope(scope),
+            },
+            Self::ForbiddenRule => Answer {
+                status: 403,
+                text: FORBIDDEN_BODY,
+                error: "access_denied",
+                description: "this route is closed",
+                challenge: Challenge::None,
+            },
+            Self::BadPath => Answer {
+                status: 400,
+                text: BAD_REQUEST_BODY,
+                error: "invalid_request",
+                description: "the request path cannot be normalised",
+                challenge: Challenge::None,
+            },
+            Self::Unavailable => Answer {
+                status: 503,
+                text: UNAVAILABLE_BODY,
+                error: "temporarily_unavailable",
+                description: "the revocation service did not answer",
+                challenge: Challenge::None,
+            },
+        }
     }
 }
 
@@ -77,23 +157,32 @@ fn unauthorized(body: &'static str, challenge: String) -> LocalReply {
 mod tests {
     use super::*;
 
-    fn challenge(reply: &LocalReply) -> &str {
-        &reply
+    fn config(extra: &str) -> Config {
+        let json = format!(
+            r#"{{"secret":{{"inline":"s"}},"realm":"api"{extra},"revocation":{{"cluster":"k"}}}}"#
+        );
+        Config::parse(json.as_bytes(), &|_| None).unwrap()
+    }
+
+    fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
+        reply
             .headers
             .iter()
-            .find(|(name, _)| *name == "www-authenticate")
-            .unwrap()
-            .1
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn a_request_without_a_bearer_token_gets_a_bare_challenge() {
         for error in [CredentialError::Missing, CredentialError::OtherScheme] {
-            let reply = DenyReason::Credential(error).reply("keygate");
+            let reply = DenyReason::Credential(error).reply(&config(""));
             assert_eq!(reply.status, 401);
             assert_eq!(reply.body, "Invalid or expired token");
-            assert_eq!(challenge(&reply), "Bearer realm=\"keygate\"");
-            assert_eq!(reply.headers[0], ("content-type", "text/plain".to_owned()));
+            assert_eq!(
+                header(&reply, "www-authenticate"),
+                Some("Bearer realm=\"api\"")
+            );
+            assert_eq!(header(&reply, "content-type"), Some("text/plain"));
         }
     }
 
@@ -115,11 +204,11 @@ mod tests {
             ),
         ];
         for (reason, description) in cases {
-            let reply = reason.reply("api");
+            let reply = reason.reply(&config(""));
             assert_eq!(reply.status, 401);
             assert_eq!(reply.body, "Invalid or expired token");
             assert_eq!(
-                challenge(&reply),
+                header(&reply, "www-authenticate").unwrap(),
                 format!(
                     "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"{description}\""
                 )
@@ -130,37 +219,79 @@ mod tests {
     #[test]
     fn revoked_and_unknown_keys_get_comfyui_deploys_body() {
         for reason in [DenyReason::Revoked, DenyReason::UnknownKey] {
-            let reply = reason.reply("keygate");
-            assert_eq!((reply.status, reply.body), (401, "Revoked token"));
-            assert!(challenge(&reply).contains("error=\"invalid_token\""));
+            let reply = reason.reply(&config(""));
+            assert_eq!((reply.status, reply.body.as_str()), (401, "Revoked token"));
+            assert!(
+                header(&reply, "www-authenticate")
+                    .unwrap()
+                    .contains("error=\"invalid_token\"")
+            );
         }
     }
 
     #[test]
-    fn an_unavailable_service_is_a_503_without_a_challenge() {
-        let reply = DenyReason::Unavailable.reply("keygate");
+    fn a_missing_scope_is_a_403_naming_the_required_scopes() {
+        let reply = DenyReason::InsufficientScope("keys:write admin".into()).reply(&config(""));
         assert_eq!(
-            (reply.status, reply.body),
-            (503, "Authorization service unavailable")
+            (reply.status, reply.body.as_str()),
+            (403, "Insufficient scope")
         );
-        assert!(
-            reply
-                .headers
-                .iter()
-                .all(|(name, _)| *name != "www-authenticate")
+        assert_eq!(
+            header(&reply, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"token lacks a scope this route requires\", scope=\"keys:write admin\""
+            )
         );
     }
 
     #[test]
-    fn labels_are_the_documented_reason_names() {
+    fn rule_denials_bad_paths_and_outages_carry_no_challenge() {
+        let cases = [
+            (DenyReason::ForbiddenRule, 403, "Forbidden"),
+            (DenyReason::BadPath, 400, "Bad request"),
+            (
+                DenyReason::Unavailable,
+                503,
+                "Authorization service unavailable",
+            ),
+        ];
+        for (reason, status, body) in cases {
+            let reply = reason.reply(&config(""));
+            assert_eq!((reply.status, reply.body.as_str()), (status, body));
+            assert_eq!(header(&reply, "www-authenticate"), None);
+        }
+    }
+
+    #[test]
+    fn json_format_gives_error_and_description() {
+        let json = config(r#","response_format":"json""#);
+        let reply = DenyReason::Token(Rejection::Expired).reply(&json);
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(
-            DenyReason::Credential(CredentialError::Missing).label(),
-            "missing"
+            body,
+            serde_json::json!({"error": "invalid_token", "error_description": "token has expired"})
         );
-        assert_eq!(
-            DenyReason::Token(Rejection::BadSignature).label(),
-            "bad_signature"
-        );
-        assert_eq!(DenyReason::UnknownKey.label(), "unknown_key");
+        assert!(header(&reply, "www-authenticate").is_some());
+        let reply = DenyReason::Unavailable.reply(&json);
+        assert_eq!(reply.status, 503);
+        assert!(reply.body.contains("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn labels_are_the_documented_stat_names() {
+        let cases = [
+            (DenyReason::Credential(CredentialError::Missing), "missing"),
+            (DenyReason::Token(Rejection::BadSignature), "bad_signature"),
+            (DenyReason::UnknownKey, "unknown_key"),
+            (
+                DenyReason::InsufficientScope(String::new()),
+                "forbidden_scope",
+            ),
+        ];
+        for (reason, label) in cases {
+            assert_eq!(reason.label(), label);
+            assert!(crate::metrics::DENY_REASONS.contains(&label));
+        }
     }
 }

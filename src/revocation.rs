@@ -2,7 +2,7 @@
 //! `GET <path_prefix><lowercase hex SHA-256 of the token>` answers 200 (active), 410 (revoked) or
 //! 404 (unknown). Only the digest travels; the token itself is never sent.
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// keyservice's answer about one token, as the filter understands it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,24 +26,41 @@ impl RevocationStatus {
     }
 }
 
+/// The SHA-256 of a token: what keyservice stores, what the cache is keyed by.
+pub type Digest = [u8; 32];
+
+pub fn digest(token: &str) -> Digest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// The lowercase hex SHA-256 of the token, as keyservice stores it.
 pub fn token_digest(token: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    let mut hex = String::with_capacity(64);
+    push_hex(&mut hex, &digest(token));
     hex
 }
 
-/// The path of the revocation request for `token`.
-pub fn revocation_path(path_prefix: &str, token: &str) -> String {
+/// A short fingerprint for logs: the first 8 hex digits of the digest, never the token.
+pub fn fingerprint(digest: &Digest) -> String {
+    let mut hex = String::with_capacity(8);
+    push_hex(&mut hex, &digest[..4]);
+    hex
+}
+
+/// The path of the revocation request for a token's digest.
+pub fn revocation_path(path_prefix: &str, digest: &Digest) -> String {
     let mut path = String::with_capacity(path_prefix.len() + 64);
     path.push_str(path_prefix);
-    path.push_str(&token_digest(token));
+    push_hex(&mut path, digest);
     path
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
 }
 
 #[cfg(test)]
@@ -62,10 +79,16 @@ mod tests {
     #[test]
     fn path_carries_the_digest_not_the_token() {
         let token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoidTEifQ.sig";
-        let path = revocation_path("/v1/revocations/", token);
+        let path = revocation_path("/v1/revocations/", &digest(token));
         assert_eq!(path, format!("/v1/revocations/{}", token_digest(token)));
         assert!(!path.contains(token));
         assert_eq!(path.len(), "/v1/revocations/".len() + 64);
+    }
+
+    #[test]
+    fn fingerprint_is_the_digest_prefix() {
+        let d = digest("abc");
+        assert_eq!(fingerprint(&d), "ba7816bf");
     }
 
     #[test]

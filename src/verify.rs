@@ -19,9 +19,15 @@ pub struct Verifier {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
     pub claims: Map<String, Value>,
-    /// Whether the token carries `exp`: tokens without one are long-lived keys, checked against
-    /// the revocation service.
-    pub expires: bool,
+    /// `exp` in whole seconds (rounded down), when the token has one. Tokens without one are
+    /// long-lived keys, checked against the revocation service.
+    pub expires_at: Option<u64>,
+}
+
+impl VerifiedToken {
+    pub fn expires(&self) -> bool {
+        self.expires_at.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +114,8 @@ impl Verifier {
         }
         Ok(VerifiedToken {
             claims,
-            expires: expires_at.is_some(),
+            // Saturating float-to-int conversion: negative becomes 0, huge becomes u64::MAX.
+            expires_at: expires_at.map(|exp| exp as u64),
         })
     }
 }
@@ -162,7 +169,7 @@ mod tests {
             let token = sign(alg, SECRET, &claims);
             let verified = verifier().verify(&token, NOW).unwrap();
             assert_eq!(verified.claims["user_id"], "u1", "{alg:?}");
-            assert!(verified.expires);
+            assert!(verified.expires());
         }
     }
 
@@ -175,7 +182,7 @@ mod tests {
             &json!({"user_id": "u1", "org_id": "o1", "iat": NOW}),
         );
         let verified = verifier().verify(&token, NOW).unwrap();
-        assert!(!verified.expires);
+        assert!(!verified.expires());
     }
 
     #[test]

@@ -1,0 +1,410 @@
+//! keyservice's answers, shared by every worker's VM through proxy-wasm shared data, so a busy
+//! key costs one callout per TTL rather than one per request.
+//!
+//! Memory is bounded by construction: the cache is a fixed number of slots, and a token's digest
+//! picks its slot. Envoy's shared data cannot delete keys, so the slot count *is* the bound: a new
+//! answer overwrites whatever its slot held (an eviction when that was still live).
+
+use std::fmt;
+
+/// What keyservice said about a token. Only definite answers are cached: "unknown" and failures
+/// are asked again next time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedSetError {
+    /// Another worker wrote the slot since we read it.
+    CasMismatch,
+    Failed,
+}
+
+/// Proxy-wasm shared data: a key-value store common to all VMs of one `vm_id`, with
+/// compare-and-swap.
+pub trait SharedData {
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub max_entries: u32,
+    pub max_active_seconds: u64,
+    pub max_revoked_seconds: u64,
+}
+
+/// What `store` did, for the eviction counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    /// Stored over another token's live entry.
+    Evicted,
+    /// Not stored: a zero TTL, a revoked entry that must not be downgraded, or lost races.
+    Skipped,
+}
+
+const DIGEST_LEN: usize = 32;
+const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8;
+const ACTIVE: u8 = 1;
+const REVOKED: u8 = 2;
+
+pub struct RevocationCache {
+    /// Slot keys are `<namespace><slot>`; the namespace keeps plugins with different revocation
+    /// services apart inside one VM id.
+    namespace: String,
+    config: CacheConfig,
+}
+
+struct Entry {
+    digest: [u8; DIGEST_LEN],
+    verdict: Verdict,
+    expires_at_ms: u64,
+}
+
+impl RevocationCache {
+    pub fn new(namespace: &str, config: CacheConfig) -> Self {
+        Self {
+            namespace: format!("keygate.revocation.{namespace}."),
+            config,
+        }
+    }
+
+    /// The cached verdict for `digest`, if one is live at `now_ms`.
+    pub fn lookup(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let (value, _) = shared.shared_get(&self.slot_key(digest));
+        let entry = Entry::decode(&value?)?;
+        (entry.digest == *digest && entry.expires_at_ms > now_ms).then_some(entry.verdict)
+    }
+
+    /// Caches `verdict` for `max_age_seconds` (keyservice's `Cache-Control: max-age`), clamped
+    /// by the configured maximum for that verdict.
+    pub fn store(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        verdict: Verdict,
+        max_age_seconds: u64,
+        now_ms: u64,
+    ) -> StoreOutcome {
+        let limit = match verdict {
+            Verdict::Active => self.config.max_active_seconds,
+            Verdict::Revoked => self.config.max_revoked_seconds,
+        };
+        let ttl_ms = max_age_seconds.min(limit).saturating_mul(1000);
+        if ttl_ms == 0 {
+            return StoreOutcome::Skipped;
+        }
+        let entry = Entry {
+            digest: *digest,
+            verdict,
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        };
+        let key = self.slot_key(digest);
+        // Two tries: a lost race means another worker just wrote this slot, and its answer is
+        // as good as ours.
+        for _ in 0..2 {
+            let (current, cas) = shared.shared_get(&key);
+            let current = current.as_deref().and_then(Entry::decode);
+            let live = current.as_ref().filter(|c| c.expires_at_ms > now_ms);
+            if let Some(live) = live
+                && live.digest == *digest
+                && live.verdict == Verdict::Revoked
+                && verdict == Verdict::Active
+            {
+                // An "active" answer may have been sent before the revocation: never let it
+                // replace a newer "revoked".
+                return StoreOutcome::Skipped;
+            }
+            match shared.shared_set(&key, &entry.encode(), cas) {
+                Ok(()) => {
+                    return match live {
+                        Some(live) if live.digest != *digest => StoreOutcome::Evicted,
+                        _ => StoreOutcome::Stored,
+                    };
+                }
+                Err(SharedSetError::CasMismatch) => continue,
+                Err(SharedSetError::Failed) => return StoreOutcome::Skipped,
+            }
+        }
+        StoreOutcome::Skipped
+    }
+
+    fn slot_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
+        let index = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let slot = index % self.config.max_entries.max(1);
+        let mut key = String::with_capacity(self.namespace.len() + 10);
+        key.push_str(&self.namespace);
+        key.push_str(&slot.to_string());
+        key
+    }
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut bytes = [0u8; ENTRY_LEN];
+        bytes[..DIGEST_LEN].copy_from_slice(&self.digest);
+        bytes[DIGEST_LEN] = match self.verdict {
+            Verdict::Active => ACTIVE,
+            Verdict::Revoked => REVOKED,
+        };
+        bytes[DIGEST_LEN + 1..].copy_from_slice(&self.expires_at_ms.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != ENTRY_LEN {
+            return None;
+        }
+        let digest = bytes[..DIGEST_LEN].try_into().ok()?;
+        let verdict = match bytes[DIGEST_LEN] {
+            ACTIVE => Verdict::Active,
+            REVOKED => Verdict::Revoked,
+            _ => return None,
+        };
+        let expires_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 1..].try_into().ok()?);
+        Some(Self {
+            digest,
+            verdict,
+            expires_at_ms,
+        })
+    }
+}
+
+impl fmt::Debug for RevocationCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationCache")
+            .field("namespace", &self.namespace)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// `max-age` of a `Cache-Control` value; `None` when absent or when the answer must not be
+/// stored (`no-store`, `no-cache`, `private`).
+pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
+    let mut max_age = None;
+    for directive in cache_control?.split(',') {
+        let directive = directive.trim();
+        let (name, value) = match directive.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        if name.eq_ignore_ascii_case("no-store")
+            || name.eq_ignore_ascii_case("no-cache")
+            || name.eq_ignore_ascii_case("private")
+        {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            max_age = value.and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Shared data as Envoy keeps it: values with a CAS number bumped on every write.
+    #[derive(Default)]
+    struct FakeShared {
+        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        /// Simulates another worker writing between our read and our write.
+        interfere: RefCell<u32>,
+    }
+
+    impl SharedData for FakeShared {
+        fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            match self.map.borrow().get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            }
+        }
+
+        fn shared_set(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), SharedSetError> {
+            let mut map = self.map.borrow_mut();
+            if *self.interfere.borrow() > 0 {
+                *self.interfere.borrow_mut() -= 1;
+                let entry = map.entry(key.to_owned()).or_insert((vec![], 0));
+                entry.1 += 1;
+                return Err(SharedSetError::CasMismatch);
+            }
+            let current = map.get(key).map(|(_, c)| *c);
+            if let Some(cas) = cas
+                && current != Some(cas)
+            {
+                return Err(SharedSetError::CasMismatch);
+            }
+            map.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(())
+        }
+    }
+
+    fn cache(max_entries: u32) -> RevocationCache {
+        RevocationCache::new(
+            "keyservice",
+            CacheConfig {
+                max_entries,
+                max_active_seconds: 30,
+                max_revoked_seconds: 86_400,
+            },
+        )
+    }
+
+    fn digest(n: u32) -> [u8; 32] {
+        let mut d = [0u8; 32];
+        d[..4].copy_from_slice(&n.to_le_bytes());
+        d[31] = 0xaa;
+        d
+    }
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn a_stored_answer_is_found_until_its_ttl_ends() {
+        let shared = FakeShared::default();
+        let c = cache(16);
+        assert_eq!(c.lookup(&shared, &digest(1), NOW), None);
+        assert_eq!(
+            c.store(&shared, &digest(1), Verdict::Active, 10, NOW),
+            StoreOutcome::Stored
+        );
+        assert_eq!(c.lookup(&shared, &digest(1), NOW), Some(Verdict::Active));
+        assert_eq!(
+            c.lookup(&shared, &digest(1), NOW + 9_999),
+            Some(Verdict::Active)
+        );
+        assert_eq!(c.lookup(&shared, &digest(1), NOW + 10_000), None);
+    }
+
+    #[test]
+    fn ttls_are_clamped_per_verdict_and_zero_is_not_stored() {
+        let shared = FakeShared::default();
+        let c = cache(16);
+        c.store(&shared, &digest(1), Verdict::Active, 3_600, NOW);
+        assert_eq!(
+            c.lookup(&shared, &digest(1), NOW + 30_000),
+            None,
+            "clamped to 30 s"
+        );
+        c.store(&shared, &digest(2), Verdict::Revoked, 3_600, NOW);
+        assert_eq!(
+            c.lookup(&shared, &digest(2), NOW + 3_599_000),
+            Some(Verdict::Revoked)
+        );
+        assert_eq!(
+            c.store(&shared, &digest(3), Verdict::Active, 0, NOW),
+            StoreOutcome::Skipped
+        );
+        assert_eq!(c.lookup(&shared, &digest(3), NOW), None);
+    }
+
+    #[test]
+    fn the_slot_count_bounds_the_number_of_keys() {
+        let shared = FakeShared::default();
+        let c = cache(8);
+        let mut evictions = 0;
+        for n in 0..1_000 {
+            if c.store(&shared, &digest(n), Verdict::Active, 30, NOW) == StoreOutcome::Evicted {
+                evictions += 1;
+            }
+        }
+        assert_eq!(shared.map.borrow().len(), 8);
+        assert_eq!(evictions, 1_000 - 8);
+        // The last writer of each slot is the one found; the others are gone.
+        assert_eq!(c.lookup(&shared, &digest(999), NOW), Some(Verdict::Active));
+        assert_eq!(c.lookup(&shared, &digest(0), NOW), None);
+    }
+
+    #[test]
+    fn a_colliding_digest_is_never_mistaken_for_the_cached_one() {
+        let shared = FakeShared::default();
+        let c = cache(1);
+        c.store(&shared, &digest(1), Verdict::Revoked, 60, NOW);
+        assert_eq!(c.lookup(&shared, &digest(2), NOW), None);
+    }
+
+    #[test]
+    fn a_late_active_answer_does_not_overwrite_a_revoked_one() {
+        let shared = FakeShared::default();
+        let c = cache(16);
+        c.store(&shared, &digest(1), Verdict::Revoked, 60, NOW);
+        assert_eq!(
+            c.store(&shared, &digest(1), Verdict::Active, 30, NOW + 1),
+            StoreOutcome::Skipped
+        );
+        assert_eq!(
+            c.lookup(&shared, &digest(1), NOW + 2),
+            Some(Verdict::Revoked)
+        );
+        // ...but a revocation replaces an active entry at once.
+        c.store(&shared, &digest(2), Verdict::Active, 30, NOW);
+        c.store(&shared, &digest(2), Verdict::Revoked, 60, NOW);
+        assert_eq!(c.lookup(&shared, &digest(2), NOW), Some(Verdict::Revoked));
+    }
+
+    #[test]
+    fn a_lost_race_is_retried_once_then_given_up() {
+        let shared = FakeShared::default();
+        let c = cache(16);
+        *shared.interfere.borrow_mut() = 1;
+        assert_eq!(
+            c.store(&shared, &digest(1), Verdict::Active, 30, NOW),
+            StoreOutcome::Stored
+        );
+        *shared.interfere.borrow_mut() = 2;
+        assert_eq!(
+            c.store(&shared, &digest(2), Verdict::Active, 30, NOW),
+            StoreOutcome::Skipped
+        );
+    }
+
+    #[test]
+    fn garbage_in_a_slot_is_a_miss() {
+        let shared = FakeShared::default();
+        let c = cache(1);
+        shared
+            .shared_set("keygate.revocation.keyservice.0", b"junk", None)
+            .unwrap();
+        assert_eq!(c.lookup(&shared, &digest(1), NOW), None);
+        assert_eq!(
+            c.store(&shared, &digest(1), Verdict::Active, 30, NOW),
+            StoreOutcome::Stored
+        );
+    }
+
+    #[test]
+    fn cache_control_max_age() {
+        let cases = [
+            (None, None),
+            (Some("max-age=30"), Some(30)),
+            (Some("public, max-age=86400"), Some(86_400)),
+            (Some("Max-Age=\"15\""), Some(15)),
+            (Some("max-age=-1"), None),
+            (Some("max-age=abc"), None),
+            (Some("no-store"), None),
+            (Some("max-age=30, no-cache"), None),
+            (Some("private, max-age=30"), None),
+            (Some("public"), None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(max_age(header), expected, "{header:?}");
+        }
+    }
+}
