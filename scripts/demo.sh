@@ -5,7 +5,8 @@
 #      (and not the x-user-id the client tried to send);
 #   3. a request without a key is refused (401);
 #   4. the key is revoked;
-#   5. the same request with the revoked key is refused: 401 "Revoked token".
+#   5. the same request with the revoked key is refused: 401 "Revoked token", once the edge's
+#      cached "active" answer has expired (KEYSERVICE_CACHE_ACTIVE_SECONDS, 2 s in the rig).
 #
 # The lines between "demo:begin" and "demo:end" are what scripts/run.sh prints for pasting into
 # a shell. Needs curl and python3. Override KEYSERVICE, ENVOY or KEYSERVICE_ADMIN_TOKEN to point
@@ -38,6 +39,13 @@ curl -sS -i -X DELETE "$KEYSERVICE/v1/keys/$KEY_ID" -H "authorization: Bearer $A
 echo
 
 echo "== 5. Call again with the revoked key: 401 Revoked token"
+echo "   (the edge keeps keyservice's \"active\" answer for its max-age: 2 s in this rig, so retry until then)"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  STATUS=$(curl -sS -o /dev/null -w '%{http_code}' "$ENVOY/hello?from=demo" -H "authorization: Bearer $KEY")
+  [ "$STATUS" = 401 ] && break
+  echo "   still cached as active ($STATUS), retrying in 1 s"
+  sleep 1
+done
 curl -sS -i "$ENVOY/hello?from=demo" -H "authorization: Bearer $KEY"
 echo
 # demo:end

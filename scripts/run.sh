@@ -10,6 +10,8 @@
 #                           (development default: dev-secret-change-me-0123456789abcdef)
 #   KEYSERVICE_ADMIN_TOKEN  bearer token of keyservice's management API
 #                           (development default: dev-admin-token)
+#   KEYSERVICE_CACHE_ACTIVE_SECONDS  how long the edge may cache an "active" answer, so how long
+#                           a revocation takes to reach it (rig default: 2; keyservice's own: 30)
 #   ENVOY_BIN, KEYSERVICE_BIN, ECHO_UPSTREAM_BIN   binaries (defaults: .venv/bin/envoy, target/debug/*)
 #   KEYGATE_RUN_DIR         where the database and the logs go (default: .run)
 #
@@ -55,7 +57,9 @@ if [[ -z ${KEYSERVICE_ADMIN_TOKEN:-} ]]; then
   KEYSERVICE_ADMIN_TOKEN=dev-admin-token
   warn "KEYSERVICE_ADMIN_TOKEN is not set: using the development default '$KEYSERVICE_ADMIN_TOKEN'"
 fi
-export JWT_SECRET KEYSERVICE_ADMIN_TOKEN
+# Short in the rig so the demo's revocation shows within seconds.
+KEYSERVICE_CACHE_ACTIVE_SECONDS=${KEYSERVICE_CACHE_ACTIVE_SECONDS:-2}
+export JWT_SECRET KEYSERVICE_ADMIN_TOKEN KEYSERVICE_CACHE_ACTIVE_SECONDS
 
 # A port is free when we can bind it the way the servers do (SO_REUSEADDR: a TIME_WAIT leftover
 # does not count, a listener does).

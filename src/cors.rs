@@ -654,13 +654,7 @@ mod tests {
     #[test]
     fn arbitrary_origins_never_panic() {
         let cors = parse(r#"{"allowed_origins": ["https://*.example.org", "http://[::1]:8080"]}"#);
-        let mut state: u64 = 0x1234_5678_9abc_def1;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x1234_5678_9abc_def1);
         const PIECES: &[&str] = &[
             "https", "://", ":", "[", "]", ".", "*", "example", "org", "a", "é", "/", "@", "8",
         ];

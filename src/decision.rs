@@ -504,13 +504,7 @@ mod tests {
     fn arbitrary_and_mutated_input_never_panics_and_never_allows_a_forgery() {
         let g = gate("");
         let valid = bearer(&token(json!({"user_id": "u1", "exp": NOW + 60})));
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..20_000 {
             let mut input = valid.clone().into_bytes();
             // Flip, drop or insert a few bytes after the scheme, or use pure noise.

@@ -195,6 +195,15 @@ fn answer(status: Option<u16>) -> CalloutAnswer {
     }
 }
 
+/// One request with `token` on `context`, whose callout keyservice answers with `answer`.
+fn answered(host: &FakeHost, gate: &Rc<Gate>, context: u32, token: &str, answer: &CalloutAnswer) {
+    host.request(context, &[("authorization", &bearer(token))]);
+    let mut flow = RequestFlow::new(Rc::clone(gate), context);
+    assert_eq!(flow.on_request_headers(host, NOW_MS), FlowAction::Pause);
+    let call_id = *host.next_call.borrow();
+    flow.on_callout_response(host, call_id, answer, NOW_MS);
+}
+
 #[test]
 fn an_expiring_token_continues_with_identity_headers_and_no_callout() {
     let host = FakeHost::default();
@@ -385,10 +394,7 @@ fn an_answer_with_max_age_is_shared_and_spares_later_callouts() {
     let host = FakeHost::default();
     let gate = gate("");
     let token = sign(json!({"user_id": "u1"}));
-    host.request(1, &[("authorization", &bearer(&token))]);
-    let mut first = RequestFlow::new(Rc::clone(&gate), 1);
-    first.on_request_headers(&host, NOW_MS);
-    first.on_callout_response(&host, 1, &active(Some("max-age=30")), NOW_MS);
+    answered(&host, &gate, 1, &token, &active(Some("max-age=30")));
 
     // Another worker's VM sees the same shared data: a second gate, same host store.
     let other_worker = gate_with("", "");
@@ -422,15 +428,12 @@ fn answers_without_max_age_or_that_are_not_definite_are_not_cached() {
         let host = FakeHost::default();
         let gate = gate(r#","unknown_keys":"allow","failure_mode":"allow""#);
         let token = sign(json!({"user_id": "u1"}));
+        let reply = CalloutAnswer {
+            status,
+            cache_control: cache_control.map(str::to_owned),
+        };
         for context in [1, 2] {
-            host.request(context, &[("authorization", &bearer(&token))]);
-            let mut flow = RequestFlow::new(Rc::clone(&gate), context);
-            flow.on_request_headers(&host, NOW_MS);
-            let reply = CalloutAnswer {
-                status,
-                cache_control: cache_control.map(str::to_owned),
-            };
-            flow.on_callout_response(&host, context, &reply, NOW_MS);
+            answered(&host, &gate, context, &token, &reply);
         }
         assert_eq!(
             host.callouts.borrow().len(),
@@ -445,14 +448,11 @@ fn a_revoked_answer_is_cached_too() {
     let host = FakeHost::default();
     let gate = gate("");
     let token = sign(json!({"user_id": "u1"}));
-    host.request(1, &[("authorization", &bearer(&token))]);
-    let mut first = RequestFlow::new(Rc::clone(&gate), 1);
-    first.on_request_headers(&host, NOW_MS);
     let revoked = CalloutAnswer {
         status: Some(410),
         cache_control: Some("max-age=86400".into()),
     };
-    first.on_callout_response(&host, 1, &revoked, NOW_MS);
+    answered(&host, &gate, 1, &token, &revoked);
     host.request(2, &[("authorization", &bearer(&token))]);
     let mut second = RequestFlow::new(Rc::clone(&gate), 2);
     assert_eq!(
@@ -506,7 +506,6 @@ fn waiters_get_the_same_denial_in_their_own_context() {
     let token = sign(json!({"user_id": "u1"}));
     for context in [1, 2, 3] {
         host.request(context, &[("authorization", &bearer(&token))]);
-        RequestFlow::new(Rc::clone(&gate), context);
     }
     let mut flows: Vec<RequestFlow> = [1, 2, 3]
         .iter()

@@ -25,6 +25,9 @@ pub mod scopes;
 pub mod token_cache;
 pub mod verify;
 
+#[cfg(test)]
+mod test_rng;
+
 #[cfg(target_arch = "wasm32")]
 mod plugin;
 

@@ -56,6 +56,19 @@ pub struct ServeArgs {
     /// variable: a flag can be read in the process list
     #[arg(long, env = "KEYSERVICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+
+    /// How long the edge may cache an "active" answer (Cache-Control: max-age); revocations
+    /// reach the edge within this time. 0 disables caching of active keys
+    #[arg(long, env = "KEYSERVICE_CACHE_ACTIVE_SECONDS", default_value_t = 30)]
+    pub cache_active_seconds: u64,
+
+    /// How long the edge may cache a "revoked" answer
+    #[arg(
+        long,
+        env = "KEYSERVICE_CACHE_REVOKED_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub cache_revoked_seconds: u64,
 }
 
 #[derive(Args)]

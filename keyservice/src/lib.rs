@@ -36,6 +36,24 @@ pub struct AppState {
     store: Arc<dyn KeyStore>,
     signer: Arc<Signer>,
     admin_token: Arc<AdminToken>,
+    cache_policy: CachePolicy,
+}
+
+/// How long the edge may cache revocation answers (`Cache-Control: max-age`). A revoked key stays
+/// revoked, so that answer can be kept much longer than "active".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub active_seconds: u64,
+    pub revoked_seconds: u64,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            active_seconds: 30,
+            revoked_seconds: 86_400,
+        }
+    }
 }
 
 impl AppState {
@@ -44,7 +62,13 @@ impl AppState {
             store,
             signer: Arc::new(Signer::new(jwt_secret)),
             admin_token: Arc::new(AdminToken::new(admin_token)),
+            cache_policy: CachePolicy::default(),
         }
+    }
+
+    pub fn with_cache_policy(mut self, cache_policy: CachePolicy) -> Self {
+        self.cache_policy = cache_policy;
+        self
     }
 }
 

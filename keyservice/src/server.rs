@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::CommandError;
 use crate::config::{ConfigError, Secret, ServeArgs, required};
-use crate::{AppState, app, store};
+use crate::{AppState, CachePolicy, app, store};
 
 pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
     let admin_token = required(args.admin_token.as_ref(), ConfigError::MissingAdminToken)?;
@@ -15,7 +15,11 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
         store.clone(),
         secret.expose().as_bytes(),
         admin_token.expose(),
-    );
+    )
+    .with_cache_policy(CachePolicy {
+        active_seconds: args.cache_active_seconds,
+        revoked_seconds: args.cache_revoked_seconds,
+    });
     let listener = TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     // The one stdout line: harnesses start us on port 0 and read the real port from it.

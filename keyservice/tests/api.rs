@@ -479,6 +479,7 @@ async fn revoking_flips_the_revocation_answer_and_is_idempotent() {
         (r.status, r.json.clone()),
         (StatusCode::OK, json!({"status": "active"}))
     );
+    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=30");
 
     let r = h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -494,6 +495,7 @@ async fn revoking_flips_the_revocation_answer_and_is_idempotent() {
         (r.status, r.json.clone()),
         (StatusCode::GONE, json!({"status": "revoked"}))
     );
+    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=86400");
 
     let r = h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -556,6 +558,11 @@ async fn revocation_endpoint_answers_by_hash_without_auth() {
     assert_eq!(
         (r.status, r.json.clone()),
         (StatusCode::NOT_FOUND, json!({"status": "unknown"}))
+    );
+    assert_eq!(
+        r.headers[header::CACHE_CONTROL],
+        "no-store",
+        "an unknown key may be imported any moment"
     );
 
     let good = sha256("x");
@@ -647,4 +654,29 @@ async fn in_memory_database_keeps_its_data_across_requests() {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["keys"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn revocation_answers_carry_the_configured_cache_lifetimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let store = keyservice::store::open(&url).await.unwrap();
+    let policy = keyservice::CachePolicy {
+        active_seconds: 5,
+        revoked_seconds: 600,
+    };
+    let h = Harness {
+        app: app(AppState::new(store.clone(), SECRET.as_bytes(), ADMIN).with_cache_policy(policy)),
+        db: SqlitePool::connect(&url).await.unwrap(),
+        store,
+        dir,
+    };
+    let created = h.create(json!({"user_id": "u", "name": "n"})).await;
+    let hash = sha256(created.json["key"].as_str().unwrap());
+    let r = h.get(&format!("/v1/revocations/{hash}")).await;
+    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=5");
+    let id = created.json["id"].as_str().unwrap();
+    h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
+    let r = h.get(&format!("/v1/revocations/{hash}")).await;
+    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=600");
 }

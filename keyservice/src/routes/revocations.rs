@@ -2,7 +2,7 @@
 //! Unauthenticated: it is asked by hash, and the answer reveals nothing without the key.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -17,17 +17,32 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 200 active, 410 revoked, 404 unknown. Expiry is not considered: the filter checks `exp`.
+/// `Cache-Control` tells the edge how long it may keep the answer; "unknown" is never kept, so a
+/// key imported a moment later works at once.
 async fn status(
     State(state): State<AppState>,
     PathParam(sha256): PathParam<String>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Value>), AppError> {
     if !is_sha256_hex(&sha256) {
         return Err(AppError::InvalidHash);
     }
-    let (status, word) = match state.store.find_by_hash(&sha256).await? {
-        Some(record) if record.revoked_at.is_some() => (StatusCode::GONE, "revoked"),
-        Some(_) => (StatusCode::OK, "active"),
-        None => (StatusCode::NOT_FOUND, "unknown"),
+    let policy = state.cache_policy;
+    let (status, word, cache_control) = match state.store.find_by_hash(&sha256).await? {
+        Some(record) if record.revoked_at.is_some() => (
+            StatusCode::GONE,
+            "revoked",
+            format!("max-age={}", policy.revoked_seconds),
+        ),
+        Some(_) => (
+            StatusCode::OK,
+            "active",
+            format!("max-age={}", policy.active_seconds),
+        ),
+        None => (StatusCode::NOT_FOUND, "unknown", "no-store".to_owned()),
     };
-    Ok((status, Json(json!({ "status": word }))))
+    Ok((
+        status,
+        [(header::CACHE_CONTROL, cache_control)],
+        Json(json!({ "status": word })),
+    ))
 }
