@@ -11,13 +11,15 @@ pub enum CredentialError {
     TooLarge,
     /// Characters a bearer token cannot contain.
     Malformed,
+    /// Several different tokens in one request (e.g. a header and a cookie that disagree).
+    Ambiguous,
 }
 
 impl CredentialError {
     /// Whether the client presented a bearer token at all: RFC 6750 §3.1 says a request without
     /// one gets no `error` attribute in `WWW-Authenticate`.
     pub fn token_presented(self) -> bool {
-        matches!(self, Self::TooLarge | Self::Malformed)
+        matches!(self, Self::TooLarge | Self::Malformed | Self::Ambiguous)
     }
 }
 
@@ -144,5 +146,6 @@ mod tests {
         assert!(!CredentialError::OtherScheme.token_presented());
         assert!(CredentialError::TooLarge.token_presented());
         assert!(CredentialError::Malformed.token_presented());
+        assert!(CredentialError::Ambiguous.token_presented());
     }
 }

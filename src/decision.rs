@@ -1,39 +1,62 @@
-//! The per-request decision: from the request head and the clock to allow, deny, or "ask
-//! keyservice first". Host-free; the proxy-wasm layer only carries the result out.
+//! The per-request decision: from the request head and the clock to allow, deny, wait for keys,
+//! or "ask keyservice first". Host-free; the proxy-wasm layer only carries the result out.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde_json::Value;
+use jsonwebtoken::{Header, decode_header};
+use serde::Deserialize;
 
-use crate::config::{Config, FailureMode, RevocationCheck, UnknownKeys};
-use crate::credential::{CredentialError, bearer_token};
+use crate::claims::header_value;
+use crate::config::{
+    Config, FailureMode, KeyMaterial, Provider, RevocationCheck, UnknownKeys, UntilReady,
+};
+use crate::credential::CredentialError;
 use crate::in_flight::InFlight;
+use crate::keys::{VerifyKey, secret_keys};
 use crate::metrics::Metrics;
+use crate::parked::Parked;
 use crate::path::normalize_path;
+use crate::remote_jwks::JwksState;
 use crate::revocation::{Digest, RevocationStatus, digest, revocation_path};
 use crate::revocation_cache::RevocationCache;
 use crate::rules::RuleAction;
 use crate::scopes::missing_scopes;
+use crate::sources::TokenSource;
 use crate::token_cache::TokenCache;
-use crate::verify::{Rejection, VerifiedToken, Verifier};
+use crate::verify::{Clock, Rejection, Validations, VerifiedToken, verify};
 
-const AUTHORIZATION: &str = "authorization";
-
-/// One worker's keygate: the configuration, what is built from it once, and the worker's caches.
+/// One worker's keygate: the configuration, what is built from it once, and the worker's state
+/// (caches, keys fetched at run time, requests waiting).
 pub struct Gate {
     pub config: Config,
-    verifier: Verifier,
+    validations: Validations,
+    pub providers: Vec<ProviderState>,
+    /// Every token source of every provider, once, in order; `source_headers` are the request
+    /// headers they read.
+    sources: Vec<TokenSource>,
+    source_headers: Vec<String>,
+    owned_headers: Vec<String>,
+    routes_by_issuer: bool,
     token_cache: Option<RefCell<TokenCache>>,
     pub revocation_cache: Option<RevocationCache>,
     pub in_flight: RefCell<InFlight>,
     pub metrics: Metrics,
 }
 
+/// A provider's keys at run time.
+pub struct ProviderState {
+    static_keys: Option<Rc<Vec<VerifyKey>>>,
+    /// For a remote JWKS: the fetch state and the requests waiting for keys.
+    pub jwks: Option<RefCell<JwksState>>,
+    pub parked: RefCell<Vec<Parked>>,
+}
+
 /// What the decision reads of a request. Raw bytes: a client may send anything.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestHead<'a> {
-    pub authorization: Option<&'a [u8]>,
+    /// The values of `Gate::source_headers()`, in that order.
+    pub sources: &'a [Option<Vec<u8>>],
     /// `:path` and `:method`, read only when rules are configured.
     pub path: Option<&'a [u8]>,
     pub method: Option<&'a [u8]>,
@@ -47,6 +70,11 @@ pub enum Decision {
     Deny(DenyReason),
     /// The token is valid but must be checked against keyservice before the request proceeds.
     CheckRevocation(PendingCheck),
+    /// The provider's keys are not there yet (or are being fetched again for an unknown `kid`):
+    /// hold the request until they are, up to the provider's bound.
+    AwaitKeys {
+        provider: usize,
+    },
 }
 
 /// The request header changes that let a request through: every header the filter owns is
@@ -72,6 +100,8 @@ pub enum DenyReason {
     Revoked,
     UnknownKey,
     Unavailable,
+    /// A provider's keys could not be had (its JWKS never arrived).
+    KeysUnavailable,
     /// The token lacks scopes the route requires; holds all the required scopes, space-joined.
     InsufficientScope(String),
     /// A `deny` rule matched.
@@ -80,25 +110,84 @@ pub enum DenyReason {
     BadPath,
 }
 
+/// The one token a request carries, and where it was found.
+struct Presented<'a> {
+    token: &'a str,
+    /// Indexes into `Gate::sources`.
+    found_in: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    iss: Option<String>,
+}
+
 impl Gate {
     pub fn new(config: Config, metrics: Metrics) -> Self {
-        let verifier = Verifier::new(&config);
+        let mut sources: Vec<TokenSource> = Vec::new();
+        for source in config.providers.iter().flat_map(|p| p.sources.iter()) {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
+        }
+        let mut source_headers: Vec<String> = Vec::new();
+        for source in &sources {
+            let name = source.header_name().to_owned();
+            if !source_headers.contains(&name) {
+                source_headers.push(name);
+            }
+        }
+        let providers = config
+            .providers
+            .iter()
+            .map(|provider| ProviderState {
+                static_keys: match &provider.keys {
+                    KeyMaterial::Secrets(secrets) => {
+                        Some(Rc::new(secret_keys(secrets, &provider.algorithms)))
+                    }
+                    KeyMaterial::Jwks(keys) => Some(Rc::new(keys.clone())),
+                    KeyMaterial::Remote(_) => None,
+                },
+                jwks: match &provider.keys {
+                    KeyMaterial::Remote(remote) => Some(RefCell::new(JwksState::new(remote))),
+                    _ => None,
+                },
+                parked: RefCell::new(Vec::new()),
+            })
+            .collect();
+        let owned_headers = config
+            .owned_headers()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let routes_by_issuer = config.providers.iter().any(|p| p.issuer.is_some());
         let token_cache = config
             .token_cache
             .map(|cache| RefCell::new(TokenCache::new(cache)));
-        let revocation_cache = config
-            .revocation
-            .cache
-            .clone()
-            .map(|cache| RevocationCache::new(&config.revocation.cluster, cache));
+        let revocation_cache = config.revocation.as_ref().and_then(|revocation| {
+            revocation
+                .cache
+                .clone()
+                .map(|cache| RevocationCache::new(&revocation.cluster, cache))
+        });
         Self {
-            config,
-            verifier,
+            validations: Validations::new(),
+            providers,
+            sources,
+            source_headers,
+            owned_headers,
+            routes_by_issuer,
             token_cache,
             revocation_cache,
             in_flight: RefCell::new(InFlight::default()),
             metrics,
+            config,
         }
+    }
+
+    /// The request headers the token sources read (e.g. `authorization`, `cookie`, `:path`).
+    pub fn source_headers(&self) -> &[String] {
+        &self.source_headers
     }
 
     /// Whether the decision needs `:path` and `:method`.
@@ -114,37 +203,40 @@ impl Gate {
         };
         let required_scopes = match action {
             RuleAction::Deny => return Decision::Deny(DenyReason::ForbiddenRule),
-            RuleAction::Allow => return Decision::Allow(self.pass_through()),
+            RuleAction::Allow => return Decision::Allow(self.pass_through(head)),
             // A preflight carries no credentials; a closed route stays closed to it (above).
-            _ if head.passing_preflight => return Decision::Allow(self.pass_through()),
+            _ if head.passing_preflight => return Decision::Allow(self.pass_through(head)),
             RuleAction::Authenticate => None,
             RuleAction::RequireScopes(scopes) => Some(scopes),
         };
-        let Ok(authorization) = head.authorization.map(std::str::from_utf8).transpose() else {
-            return Decision::Deny(DenyReason::Credential(CredentialError::Malformed));
-        };
-        let token = match bearer_token(authorization, self.config.max_token_bytes) {
-            Ok(token) => token,
+        let presented = match self.presented(head) {
+            Ok(presented) => presented,
             Err(error) => return Decision::Deny(DenyReason::Credential(error)),
         };
+        let token = presented.token;
         let mut token_digest = None;
-        let verified = match self.verify(token, now, &mut token_digest) {
+        let verified = match self.verify_token(head, &presented, now, &mut token_digest) {
             Ok(verified) => verified,
-            Err(rejection) => return Decision::Deny(DenyReason::Token(rejection)),
+            Err(decision) => return decision,
         };
+        let provider = &self.config.providers[verified.provider];
         if let Some(required) = required_scopes
             && !missing_scopes(required, &verified.claims).is_empty()
         {
             return Decision::Deny(DenyReason::InsufficientScope(required.join(" ")));
         }
-        let grant = match self.grant(token, &verified) {
+        let grant = match self.grant(token, provider, &verified, &presented, head) {
             Ok(grant) => grant,
             Err(rejection) => return Decision::Deny(DenyReason::Token(rejection)),
         };
-        let revocation = &self.config.revocation;
-        if verified.expires() && revocation.check == RevocationCheck::NonExpiring {
+        let check = match provider.revocation {
+            RevocationCheck::None => false,
+            RevocationCheck::NonExpiring => !verified.expires(),
+            RevocationCheck::All => true,
+        };
+        let Some(revocation) = self.config.revocation.as_ref().filter(|_| check) else {
             return Decision::Allow(grant);
-        }
+        };
         let digest = token_digest.unwrap_or_else(|| digest(token));
         Decision::CheckRevocation(PendingCheck {
             path: revocation_path(&revocation.path_prefix, &digest),
@@ -155,7 +247,9 @@ impl Gate {
 
     /// Finishes a decision once keyservice has answered (or failed to).
     pub fn after_revocation(&self, status: RevocationStatus, grant: Grant) -> Decision {
-        let revocation = &self.config.revocation;
+        let Some(revocation) = &self.config.revocation else {
+            return Decision::Allow(grant);
+        };
         match status {
             RevocationStatus::Active => Decision::Allow(grant),
             RevocationStatus::Revoked => Decision::Deny(DenyReason::Revoked),
@@ -170,21 +264,43 @@ impl Gate {
         }
     }
 
-    /// The grant for a request let through without a token: it only removes the headers the
-    /// filter owns, so a client cannot pose as a verified user on an open route either.
-    pub fn pass_through(&self) -> Grant {
-        let config = &self.config;
-        let headers = config
-            .claims_to_headers
+    /// The decision for a request whose provider's keys did not arrive in time.
+    pub fn keys_missing(&self, provider: usize, head: &RequestHead<'_>) -> Decision {
+        match self.remote(provider).map(|remote| remote.failure_mode) {
+            Some(FailureMode::Allow) => Decision::Allow(self.pass_through(head)),
+            _ => Decision::Deny(DenyReason::KeysUnavailable),
+        }
+    }
+
+    /// The grant for a request let through without verifying a token: it removes the headers
+    /// the filter owns, so a client cannot pose as a verified user on an open route either, and
+    /// any token in a source its provider strips.
+    pub fn pass_through(&self, head: &RequestHead<'_>) -> Grant {
+        let mut headers: Vec<(String, Option<String>)> = self
+            .owned_headers
             .iter()
-            .map(|mapping| (mapping.header.clone(), None))
-            .chain(
-                config
-                    .payload_header
-                    .iter()
-                    .map(|name| (name.clone(), None)),
-            )
+            .map(|name| (name.clone(), None))
             .collect();
+        let stripped = self
+            .config
+            .providers
+            .iter()
+            .filter(|provider| provider.strip_source)
+            .flat_map(|provider| provider.sources.iter());
+        for source in stripped {
+            let Some(value) = self
+                .source_value(head, source)
+                .and_then(|value| std::str::from_utf8(value).ok())
+            else {
+                continue;
+            };
+            if matches!(source.extract(value, self.config.max_token_bytes), Ok(None))
+                || headers.iter().any(|(name, _)| name == source.header_name())
+            {
+                continue;
+            }
+            headers.push((source.header_name().to_owned(), source.without_token(value)));
+        }
         Grant { headers }
     }
 
@@ -205,331 +321,214 @@ impl Gate {
         Ok(self.config.rules.action_for(&normalized, method))
     }
 
-    /// Verifies `token`, through the verified-token cache when it is on. Fills `token_digest`
-    /// when it had to compute it, so the revocation check does not hash the token again.
-    fn verify(
+    /// The token the request carries. Several different tokens are refused, not guessed between.
+    fn presented<'a>(&self, head: &RequestHead<'a>) -> Result<Presented<'a>, CredentialError> {
+        let mut presented: Option<Presented<'a>> = None;
+        for (index, source) in self.sources.iter().enumerate() {
+            let Some(value) = self.source_value(head, source) else {
+                continue;
+            };
+            let value = std::str::from_utf8(value).map_err(|_| CredentialError::Malformed)?;
+            let Some(token) = source.extract(value, self.config.max_token_bytes)? else {
+                continue;
+            };
+            match &mut presented {
+                None => {
+                    presented = Some(Presented {
+                        token,
+                        found_in: vec![index],
+                    });
+                }
+                Some(first) if first.token == token => first.found_in.push(index),
+                Some(_) => return Err(CredentialError::Ambiguous),
+            }
+        }
+        presented.ok_or(CredentialError::Missing)
+    }
+
+    fn source_value<'a>(&self, head: &RequestHead<'a>, source: &TokenSource) -> Option<&'a [u8]> {
+        let position = self
+            .source_headers
+            .iter()
+            .position(|name| name == source.header_name())?;
+        head.sources.get(position)?.as_deref()
+    }
+
+    /// Picks the provider and verifies, through the verified-token cache when it is on. Fills
+    /// `token_digest` when it had to compute it, so the revocation check does not hash again.
+    fn verify_token(
         &self,
-        token: &str,
+        head: &RequestHead<'_>,
+        presented: &Presented<'_>,
         now: u64,
         token_digest: &mut Option<Digest>,
-    ) -> Result<Rc<VerifiedToken>, Rejection> {
-        let Some(cache) = &self.token_cache else {
-            return self.verifier.verify(token, now).map(Rc::new);
-        };
-        let key = digest(token);
-        *token_digest = Some(key);
-        if let Some(verified) = cache.borrow_mut().get(&key, now) {
-            return Ok(verified);
+    ) -> Result<Rc<VerifiedToken>, Decision> {
+        let token = presented.token;
+        if let Some(cache) = &self.token_cache {
+            let key = digest(token);
+            *token_digest = Some(key);
+            if let Some(verified) = cache.borrow_mut().get(&key, now) {
+                return Ok(verified);
+            }
         }
-        let verified = Rc::new(self.verifier.verify(token, now)?);
-        let valid_until = verified
-            .expires_at
-            .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
-        cache
-            .borrow_mut()
-            .insert(key, Rc::clone(&verified), valid_until, now);
+        let reject = |rejection| Decision::Deny(DenyReason::Token(rejection));
+        let header = decode_header(token).map_err(|_| reject(Rejection::Malformed))?;
+        let index = self
+            .provider_for(token, &header, presented)
+            .map_err(reject)?;
+        let provider = &self.config.providers[index];
+        let keys = match self.keys_of(index) {
+            Some(keys) => keys,
+            None => return Err(self.without_keys(index, head)),
+        };
+        let clock = Clock {
+            now,
+            skew_seconds: self.config.clock_skew_seconds,
+        };
+        let verified = match verify(
+            token,
+            &header,
+            index,
+            provider,
+            &keys,
+            &self.validations,
+            clock,
+        ) {
+            Ok(verified) => Rc::new(verified),
+            Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now)),
+            Err(rejection) => return Err(reject(rejection)),
+        };
+        if let (Some(cache), Some(key)) = (&self.token_cache, *token_digest) {
+            let valid_until = verified
+                .expires_at
+                .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
+            cache
+                .borrow_mut()
+                .insert(key, Rc::clone(&verified), valid_until, now);
+        }
         Ok(verified)
     }
 
-    fn grant(&self, token: &str, verified: &VerifiedToken) -> Result<Grant, Rejection> {
-        let config = &self.config;
-        let mut headers = Vec::with_capacity(config.claims_to_headers.len() + 2);
-        for mapping in &config.claims_to_headers {
-            let value = verified
-                .claims
-                .get(&mapping.claim)
-                .map(header_value)
-                .transpose()?
-                .flatten();
-            headers.push((mapping.header.clone(), value));
+    /// The provider for a token: the one whose `issuer` is the token's `iss` (read unverified,
+    /// then verified), else the first without an issuer that allows the token's algorithm; in
+    /// both cases one that reads the source the token came in.
+    fn provider_for(
+        &self,
+        token: &str,
+        header: &Header,
+        presented: &Presented<'_>,
+    ) -> Result<usize, Rejection> {
+        let takes_source = |provider: &Provider| {
+            presented
+                .found_in
+                .iter()
+                .any(|&index| provider.sources.contains(&self.sources[index]))
+        };
+        let issuer = if self.routes_by_issuer {
+            jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
+                .map_err(|_| Rejection::Malformed)?
+                .iss
+        } else {
+            None
+        };
+        let providers = self.config.providers.iter().enumerate();
+        if let Some(issuer) = &issuer
+            && let Some((index, _)) = providers
+                .clone()
+                .find(|(_, p)| p.issuer.as_ref() == Some(issuer) && takes_source(p))
+        {
+            return Ok(index);
         }
-        if let Some(name) = &config.payload_header {
-            // The payload segment already is the base64url of the verified payload JSON.
-            let payload = token.split('.').nth(1).map(str::to_owned);
-            headers.push((name.clone(), payload));
+        let mut fallback = providers.filter(|(_, p)| p.issuer.is_none() && takes_source(p));
+        let first = fallback.clone().next();
+        match fallback.find(|(_, p)| p.algorithms.contains(&header.alg)) {
+            Some((index, _)) => Ok(index),
+            None if first.is_some() => Err(Rejection::DisallowedAlgorithm),
+            None => Err(Rejection::NoProvider),
         }
-        if config.strip_authorization {
-            headers.push((AUTHORIZATION.to_owned(), None));
+    }
+
+    fn keys_of(&self, index: usize) -> Option<Rc<Vec<VerifyKey>>> {
+        let state = self.providers.get(index)?;
+        match &state.static_keys {
+            Some(keys) => Some(Rc::clone(keys)),
+            None => state.jwks.as_ref()?.borrow().keys(),
+        }
+    }
+
+    fn remote(&self, index: usize) -> Option<&crate::config::RemoteJwks> {
+        match &self.config.providers.get(index)?.keys {
+            KeyMaterial::Remote(remote) => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// A remote JWKS has not arrived yet.
+    fn without_keys(&self, index: usize, head: &RequestHead<'_>) -> Decision {
+        match self.remote(index).map(|remote| remote.until_ready) {
+            Some(UntilReady::Wait { .. }) => Decision::AwaitKeys { provider: index },
+            _ => self.keys_missing(index, head),
+        }
+    }
+
+    /// A token names a key the provider lacks: with a remote JWKS, fetch again (rate-limited) and
+    /// hold the request for the new keys — a rotated key works from its first token.
+    fn unknown_kid(&self, index: usize, now: u64) -> Decision {
+        let refetching = match (self.remote(index), self.providers.get(index)) {
+            (Some(remote), Some(state)) => state.jwks.as_ref().is_some_and(|jwks| {
+                jwks.borrow_mut()
+                    .want_refetch(remote, now.saturating_mul(1000))
+            }),
+            _ => false,
+        };
+        if refetching {
+            Decision::AwaitKeys { provider: index }
+        } else {
+            Decision::Deny(DenyReason::Token(Rejection::UnknownKid))
+        }
+    }
+
+    fn grant(
+        &self,
+        token: &str,
+        provider: &Provider,
+        verified: &VerifiedToken,
+        presented: &Presented<'_>,
+        head: &RequestHead<'_>,
+    ) -> Result<Grant, Rejection> {
+        let mut headers = Vec::with_capacity(self.owned_headers.len() + 1);
+        for name in &self.owned_headers {
+            let value = if let Some(mapping) = provider
+                .claims_to_headers
+                .iter()
+                .find(|m| m.header == *name)
+            {
+                header_value(&verified.claims, &mapping.path)?
+            } else if provider.payload_header.as_deref() == Some(name.as_str()) {
+                // The payload segment already is the base64url of the verified payload JSON.
+                token.split('.').nth(1).map(str::to_owned)
+            } else {
+                None
+            };
+            headers.push((name.clone(), value));
+        }
+        if provider.strip_source {
+            for &index in &presented.found_in {
+                let source = &self.sources[index];
+                if !provider.sources.contains(source) {
+                    continue;
+                }
+                let value = self
+                    .source_value(head, source)
+                    .and_then(|value| std::str::from_utf8(value).ok())
+                    .unwrap_or_default();
+                headers.push((source.header_name().to_owned(), source.without_token(value)));
+            }
         }
         Ok(Grant { headers })
     }
 }
 
-/// The header value for a claim: strings as they are, numbers and booleans as JSON writes them,
-/// anything else (null, arrays, objects) left out. A value that cannot be a header value is a
-/// malformed token rather than a silently missing identity.
-fn header_value(claim: &Value) -> Result<Option<String>, Rejection> {
-    let value = match claim {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        Value::Bool(flag) => flag.to_string(),
-        Value::Null | Value::Array(_) | Value::Object(_) => return Ok(None),
-    };
-    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-        return Err(Rejection::Malformed);
-    }
-    Ok(Some(value))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    use serde_json::json;
-
-    use crate::revocation::token_digest;
-
-    const NOW: u64 = 1_700_000_000;
-
-    fn gate(extra: &str) -> Gate {
-        let json = format!(
-            r#"{{"secret":{{"inline":"s"}},"revocation":{{"cluster":"keyservice"{extra}}}}}"#
-        );
-        Gate::new(
-            Config::parse(json.as_bytes(), &|_| None).unwrap(),
-            Metrics::default(),
-        )
-    }
-
-    fn gate_with(top: &str) -> Gate {
-        let json = format!(r#"{{"secret":{{"inline":"s"}},{top},"revocation":{{"cluster":"k"}}}}"#);
-        Gate::new(
-            Config::parse(json.as_bytes(), &|_| None).unwrap(),
-            Metrics::default(),
-        )
-    }
-
-    fn head(authorization: Option<&[u8]>) -> RequestHead<'_> {
-        RequestHead {
-            authorization,
-            ..RequestHead::default()
-        }
-    }
-
-    fn token(claims: Value) -> String {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(b"s"),
-        )
-        .unwrap()
-    }
-
-    fn bearer(token: &str) -> String {
-        format!("Bearer {token}")
-    }
-
-    fn headers(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.map(str::to_owned)))
-            .collect()
-    }
-
-    #[test]
-    fn an_expiring_token_is_allowed_without_a_callout() {
-        let t = token(json!({"user_id": "u1", "org_id": "o1", "iat": NOW, "exp": NOW + 60}));
-        let decision = gate("").decide(&head(Some(bearer(&t).as_bytes())), NOW);
-        let expected = headers(&[("x-user-id", Some("u1")), ("x-org-id", Some("o1"))]);
-        assert_eq!(decision, Decision::Allow(Grant { headers: expected }));
-    }
-
-    #[test]
-    fn absent_claims_remove_the_header_so_spoofed_copies_are_dropped() {
-        let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
-        let Decision::Allow(grant) = gate("").decide(&head(Some(bearer(&t).as_bytes())), NOW)
-        else {
-            panic!("expected allow");
-        };
-        assert_eq!(grant.headers[1], ("x-org-id".to_owned(), None));
-    }
-
-    #[test]
-    fn a_non_expiring_token_needs_a_revocation_check_by_digest() {
-        let t = token(json!({"user_id": "u1", "iat": NOW}));
-        let Decision::CheckRevocation(pending) =
-            gate("").decide(&head(Some(bearer(&t).as_bytes())), NOW)
-        else {
-            panic!("expected a revocation check");
-        };
-        assert_eq!(
-            pending.path,
-            format!("/v1/revocations/{}", token_digest(&t))
-        );
-        assert_eq!(pending.digest, crate::revocation::digest(&t));
-        assert_eq!(
-            pending.grant.headers[0],
-            ("x-user-id".into(), Some("u1".into()))
-        );
-    }
-
-    #[test]
-    fn check_all_checks_expiring_tokens_too() {
-        let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
-        let decision = gate(r#","check":"all""#).decide(&head(Some(bearer(&t).as_bytes())), NOW);
-        assert!(
-            matches!(decision, Decision::CheckRevocation(_)),
-            "{decision:?}"
-        );
-    }
-
-    #[test]
-    fn credential_and_token_failures_are_denied_with_their_reason() {
-        let g = gate("");
-        let expired = token(json!({"user_id": "u1", "exp": NOW - 3600}));
-        let cases: Vec<(Option<Vec<u8>>, DenyReason)> = vec![
-            (None, DenyReason::Credential(CredentialError::Missing)),
-            (
-                Some(b"Basic dTpw".to_vec()),
-                DenyReason::Credential(CredentialError::OtherScheme),
-            ),
-            (
-                Some(b"Bearer \xff\xfe".to_vec()),
-                DenyReason::Credential(CredentialError::Malformed),
-            ),
-            (
-                Some(bearer(&"a".repeat(9000)).into_bytes()),
-                DenyReason::Credential(CredentialError::TooLarge),
-            ),
-            (
-                Some(bearer(&expired).into_bytes()),
-                DenyReason::Token(Rejection::Expired),
-            ),
-            (
-                Some(bearer("x.y.z").into_bytes()),
-                DenyReason::Token(Rejection::Malformed),
-            ),
-        ];
-        for (header, reason) in cases {
-            let decision = g.decide(&head(header.as_deref()), NOW);
-            assert_eq!(decision, Decision::Deny(reason), "{header:?}");
-        }
-    }
-
-    #[test]
-    fn claim_values_with_control_characters_are_refused() {
-        let t = token(json!({"user_id": "u1\r\nx-admin: true", "exp": NOW + 60}));
-        assert_eq!(
-            gate("").decide(&head(Some(bearer(&t).as_bytes())), NOW),
-            Decision::Deny(DenyReason::Token(Rejection::Malformed))
-        );
-    }
-
-    #[test]
-    fn numbers_and_booleans_become_header_values_and_structures_are_left_out() {
-        let g = gate_with(r#""claims_to_headers":{"n":"x-n","b":"x-b","a":"x-a","o":"x-o"}"#);
-        let t = token(json!({"n": 42, "b": true, "a": [1], "o": {"k": 1}, "exp": NOW + 60}));
-        let Decision::Allow(grant) = g.decide(&head(Some(bearer(&t).as_bytes())), NOW) else {
-            panic!("expected allow");
-        };
-        assert_eq!(
-            &grant.headers[..4],
-            // Claims are kept in name order.
-            &headers(&[
-                ("x-a", None),
-                ("x-b", Some("true")),
-                ("x-n", Some("42")),
-                ("x-o", None)
-            ])[..]
-        );
-    }
-
-    #[test]
-    fn payload_header_and_authorization_stripping() {
-        let g = gate_with(r#""payload_header":"x-jwt-payload","strip_authorization":true"#);
-        let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
-        let Decision::Allow(grant) = g.decide(&head(Some(bearer(&t).as_bytes())), NOW) else {
-            panic!("expected allow");
-        };
-        let payload = t.split('.').nth(1).unwrap();
-        assert_eq!(
-            grant.headers[2],
-            ("x-jwt-payload".into(), Some(payload.into()))
-        );
-        assert_eq!(grant.headers[3], ("authorization".into(), None));
-    }
-
-    #[test]
-    fn revocation_answers_follow_the_configured_policies() {
-        let grant = Grant { headers: vec![] };
-        let allow = Decision::Allow(grant.clone());
-        let cases = [
-            ("", RevocationStatus::Active, allow.clone()),
-            (
-                "",
-                RevocationStatus::Revoked,
-                Decision::Deny(DenyReason::Revoked),
-            ),
-            (
-                "",
-                RevocationStatus::Unknown,
-                Decision::Deny(DenyReason::UnknownKey),
-            ),
-            (
-                "",
-                RevocationStatus::Unavailable,
-                Decision::Deny(DenyReason::Unavailable),
-            ),
-            (
-                r#","unknown_keys":"allow""#,
-                RevocationStatus::Unknown,
-                allow.clone(),
-            ),
-            (
-                r#","unknown_keys":"allow""#,
-                RevocationStatus::Revoked,
-                Decision::Deny(DenyReason::Revoked),
-            ),
-            (
-                r#","failure_mode":"allow""#,
-                RevocationStatus::Unavailable,
-                allow.clone(),
-            ),
-            (
-                r#","failure_mode":"allow""#,
-                RevocationStatus::Unknown,
-                Decision::Deny(DenyReason::UnknownKey),
-            ),
-        ];
-        for (extra, status, expected) in cases {
-            assert_eq!(
-                gate(extra).after_revocation(status, grant.clone()),
-                expected,
-                "{extra} {status:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn arbitrary_and_mutated_input_never_panics_and_never_allows_a_forgery() {
-        let g = gate("");
-        let valid = bearer(&token(json!({"user_id": "u1", "exp": NOW + 60})));
-        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
-        for round in 0..20_000 {
-            let mut input = valid.clone().into_bytes();
-            // Flip, drop or insert a few bytes after the scheme, or use pure noise.
-            if round % 4 == 0 {
-                let len = (next() % 64) as usize;
-                input = (0..len).map(|_| next() as u8).collect();
-            } else {
-                for _ in 0..=(next() % 3) {
-                    let at = 7 + (next() as usize) % (input.len() - 7);
-                    match next() % 3 {
-                        0 => input[at] = next() as u8,
-                        1 => {
-                            input.remove(at);
-                        }
-                        _ => input.insert(at, next() as u8),
-                    }
-                }
-            }
-            let decision = g.decide(&head(Some(&input)), NOW);
-            if input != valid.as_bytes() {
-                // A changed token can only pass if the change was in base64 padding bits.
-                if let Decision::Allow(grant) = &decision {
-                    assert_eq!(grant.headers[0], ("x-user-id".into(), Some("u1".into())));
-                }
-            }
-        }
-    }
-}
+#[path = "decision_tests.rs"]
+mod tests;

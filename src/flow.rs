@@ -1,22 +1,21 @@
 //! One request's way through the filter: decide; for a key that needs a revocation check, look
-//! in the shared cache, wait on a callout already out for it, or dispatch one; then change the
-//! request headers and continue, or reply locally.
+//! in the shared cache, wait on a callout already out for it, or dispatch one; for a provider
+//! whose keys are not there yet, wait for them; then change the request headers and continue, or
+//! reply locally.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use log::{debug, log_enabled, warn};
 
-use crate::config::FailureMode;
+use crate::config::{FailureMode, KeyMaterial, UntilReady};
 use crate::cors::is_preflight;
-use crate::credential::bearer_token;
 use crate::decision::{Decision, DenyReason, Gate, Grant, PendingCheck, RequestHead};
 use crate::host::{Callout, CalloutAnswer, Host};
 use crate::in_flight::Waiter;
-use crate::revocation::{Digest, RevocationStatus, digest, fingerprint, revocation_path};
+use crate::parked::{OwnedHead, Parked, take_expired};
+use crate::revocation::{Digest, RevocationStatus, fingerprint, revocation_path};
 use crate::revocation_cache::{StoreOutcome, Verdict, max_age};
-
-const AUTHORIZATION: &str = "authorization";
 
 /// Whether the proxy should go on with the request now or hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +38,10 @@ enum State {
     Following {
         digest: Digest,
     },
+    /// Waiting for a provider's keys.
+    Parked {
+        provider: usize,
+    },
 }
 
 pub struct RequestFlow {
@@ -59,49 +62,36 @@ impl RequestFlow {
     /// Runs on the request headers. `now_ms` is milliseconds since the Unix epoch, from the host
     /// clock.
     pub fn on_request_headers(&mut self, host: &dyn Host, now_ms: u64) -> FlowAction {
-        let gate = Rc::clone(&self.gate);
-        let authorization = host.request_header(AUTHORIZATION);
-        let (path, mut method) = if gate.needs_route() {
-            (host.request_header(":path"), host.request_header(":method"))
-        } else {
-            (None, None)
-        };
-        let mut origin = None;
-        let mut passing_preflight = false;
-        if let Some(cors) = &gate.config.cors {
-            origin = host
-                .request_header("origin")
-                .and_then(|value| String::from_utf8(value).ok());
-            if cors.passes_preflight() && origin.is_some() {
-                let method = method
-                    .get_or_insert_with(|| host.request_header(":method").unwrap_or_default());
-                let requested = host.request_header("access-control-request-method");
-                passing_preflight = is_preflight(
-                    std::str::from_utf8(method).unwrap_or_default(),
-                    origin.as_deref(),
-                    requested
-                        .as_deref()
-                        .and_then(|value| std::str::from_utf8(value).ok()),
-                );
-            }
-        }
-        let head = RequestHead {
-            authorization: authorization.as_deref(),
-            path: path.as_deref(),
-            method: method.as_deref(),
-            passing_preflight,
-        };
-        let decision = gate.decide(&head, now_ms / 1000);
-        if log_enabled!(log::Level::Debug) {
-            self.log_decision(&decision, head.authorization);
-        }
+        let head = read_head(&self.gate, host);
+        let decision = decide(&self.gate, &head, self.context_id, now_ms);
         match decision {
-            Decision::CheckRevocation(check) => self.check_revocation(host, check, origin, now_ms),
-            decision => self.carry_out(host, decision, origin.as_deref()),
+            Decision::CheckRevocation(check) => {
+                self.check_revocation(host, check, head.origin, now_ms)
+            }
+            Decision::AwaitKeys { provider } => {
+                let deadline_ms = now_ms.saturating_add(wait_bound(&self.gate, provider));
+                self.gate.providers[provider]
+                    .parked
+                    .borrow_mut()
+                    .push(Parked {
+                        context_id: self.context_id,
+                        deadline_ms,
+                        head,
+                    });
+                self.state = State::Parked { provider };
+                FlowAction::Pause
+            }
+            decision => carry_out(
+                &self.gate,
+                host,
+                self.context_id,
+                decision,
+                head.origin.as_deref(),
+            ),
         }
     }
 
-    /// Whether the request is held for a callout; body and trailers are held with it.
+    /// Whether the request is held; body and trailers are held with it.
     pub fn is_waiting(&self) -> bool {
         !matches!(self.state, State::Idle)
     }
@@ -143,7 +133,7 @@ impl RequestFlow {
         );
         let (status, waiters) = settle_flight(&gate, host, &digest, answer, now_ms);
         let own = after_answer(&gate, host, status, grant);
-        if self.carry_out(host, own, origin.as_deref()) == FlowAction::Continue {
+        if carry_out(&gate, host, self.context_id, own, origin.as_deref()) == FlowAction::Continue {
             host.resume_request();
         }
         wake(&gate, host, waiters, status);
@@ -152,6 +142,7 @@ impl RequestFlow {
 
     /// Runs when the request's stream ends, answered or not.
     pub fn on_destroyed(&mut self) {
+        let context_id = self.context_id;
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => {}
             State::Leading { digest, .. } => {
@@ -159,19 +150,23 @@ impl RequestFlow {
                     .gate
                     .in_flight
                     .borrow_mut()
-                    .abandon(&digest, self.context_id)
+                    .abandon(&digest, context_id)
                 {
                     debug!(
-                        "[{}] left with requests waiting on its callout; the root context takes over",
-                        self.context_id
+                        "[{context_id}] left with requests waiting on its callout; the root context takes over"
                     );
                 }
             }
             State::Following { digest } => {
-                self.gate
-                    .in_flight
-                    .borrow_mut()
-                    .leave(&digest, self.context_id);
+                self.gate.in_flight.borrow_mut().leave(&digest, context_id);
+            }
+            State::Parked { provider } => {
+                if let Some(state) = self.gate.providers.get(provider) {
+                    state
+                        .parked
+                        .borrow_mut()
+                        .retain(|parked| parked.context_id != context_id);
+                }
             }
         }
     }
@@ -184,18 +179,18 @@ impl RequestFlow {
         now_ms: u64,
     ) -> FlowAction {
         let gate = Rc::clone(&self.gate);
-        if let Some(cache) = &gate.revocation_cache {
-            if let Some(verdict) = cache.lookup(host, &check.digest, now_ms) {
-                host.increment(gate.metrics.cache_hits);
-                let status = match verdict {
-                    Verdict::Active => RevocationStatus::Active,
-                    Verdict::Revoked => RevocationStatus::Revoked,
-                };
-                let decision = gate.after_revocation(status, check.grant);
-                return self.carry_out(host, decision, origin.as_deref());
-            }
-            host.increment(gate.metrics.cache_misses);
+        if let Some(decision) = cached_answer(&gate, host, &check, now_ms) {
+            return carry_out(&gate, host, self.context_id, decision, origin.as_deref());
         }
+        let Some(revocation) = &gate.config.revocation else {
+            return carry_out(
+                &gate,
+                host,
+                self.context_id,
+                Decision::Deny(DenyReason::Unavailable),
+                origin.as_deref(),
+            );
+        };
         let request = Waiter {
             context_id: self.context_id,
             grant: check.grant,
@@ -207,7 +202,6 @@ impl RequestFlow {
             };
             return FlowAction::Pause;
         };
-        let revocation = &gate.config.revocation;
         let callout = Callout {
             cluster: &revocation.cluster,
             authority: &revocation.authority,
@@ -238,33 +232,117 @@ impl RequestFlow {
                     now_ms,
                 );
                 let own = after_answer(&gate, host, status, request.grant);
-                let action = self.carry_out(host, own, request.origin.as_deref());
+                let action =
+                    carry_out(&gate, host, self.context_id, own, request.origin.as_deref());
                 wake(&gate, host, waiters, status);
                 host.switch_context(self.context_id);
                 action
             }
         }
     }
+}
 
-    fn carry_out(&self, host: &dyn Host, decision: Decision, origin: Option<&str>) -> FlowAction {
-        carry_out(&self.gate, host, self.context_id, decision, origin)
+/// Reads what the decision needs of the current request, and only that: the token sources'
+/// headers, the route when rules are configured, the CORS headers when CORS is.
+fn read_head(gate: &Gate, host: &dyn Host) -> OwnedHead {
+    let sources = gate
+        .source_headers()
+        .iter()
+        .map(|name| host.request_header(name))
+        .collect();
+    let (path, mut method) = if gate.needs_route() {
+        (host.request_header(":path"), host.request_header(":method"))
+    } else {
+        (None, None)
+    };
+    let mut origin = None;
+    let mut passing_preflight = false;
+    if let Some(cors) = &gate.config.cors {
+        origin = host
+            .request_header("origin")
+            .and_then(|value| String::from_utf8(value).ok());
+        // Only preflights from allowed origins skip the token; others are authenticated
+        // like any request (and so refused: a preflight carries no credentials).
+        if cors.passes_preflight() && origin.as_deref().is_some_and(|o| cors.allows_origin(o)) {
+            let method =
+                method.get_or_insert_with(|| host.request_header(":method").unwrap_or_default());
+            let requested = host.request_header("access-control-request-method");
+            passing_preflight = is_preflight(
+                std::str::from_utf8(method).unwrap_or_default(),
+                origin.as_deref(),
+                requested
+                    .as_deref()
+                    .and_then(|value| std::str::from_utf8(value).ok()),
+            );
+        }
     }
+    OwnedHead {
+        sources,
+        path,
+        method,
+        passing_preflight,
+        origin,
+    }
+}
 
-    fn log_decision(&self, decision: &Decision, authorization: Option<&[u8]>) {
-        let token = authorization
-            .and_then(|value| std::str::from_utf8(value).ok())
-            .and_then(|value| bearer_token(Some(value), self.gate.config.max_token_bytes).ok());
-        let token = token.map_or_else(|| "-".to_owned(), |t| fingerprint(&digest(t)));
-        let outcome = match decision {
+fn view(head: &OwnedHead) -> RequestHead<'_> {
+    RequestHead {
+        sources: &head.sources,
+        path: head.path.as_deref(),
+        method: head.method.as_deref(),
+        passing_preflight: head.passing_preflight,
+    }
+}
+
+fn decide(gate: &Gate, head: &OwnedHead, context_id: u32, now_ms: u64) -> Decision {
+    let decision = gate.decide(&view(head), now_ms / 1000);
+    if log_enabled!(log::Level::Debug) {
+        let provider = match &decision {
+            Decision::AwaitKeys { provider } => gate.config.providers[*provider].name.as_str(),
+            _ => "-",
+        };
+        let outcome = match &decision {
             Decision::Allow(_) => "allow".to_owned(),
             Decision::Deny(reason) => format!("deny:{}", reason.label()),
-            Decision::CheckRevocation(_) => "check_revocation".to_owned(),
+            Decision::CheckRevocation(check) => {
+                format!("check_revocation token={}", fingerprint(&check.digest))
+            }
+            Decision::AwaitKeys { .. } => "await_keys".to_owned(),
         };
-        debug!(
-            "[{}] provider=default outcome={outcome} token={token}",
-            self.context_id
-        );
+        debug!("[{context_id}] outcome={outcome} provider={provider}");
     }
+    decision
+}
+
+/// How long a request may wait for its provider's keys.
+fn wait_bound(gate: &Gate, provider: usize) -> u64 {
+    match gate.config.providers.get(provider).map(|p| &p.keys) {
+        Some(KeyMaterial::Remote(remote)) => match remote.until_ready {
+            UntilReady::Wait { wait_ms } => wait_ms,
+            UntilReady::Fail => remote.timeout_ms,
+        },
+        _ => 0,
+    }
+}
+
+/// The decision from the shared cache, when it holds keyservice's answer for this key.
+fn cached_answer(
+    gate: &Gate,
+    host: &dyn Host,
+    check: &PendingCheck,
+    now_ms: u64,
+) -> Option<Decision> {
+    let cache = gate.revocation_cache.as_ref()?;
+    let Some(verdict) = cache.lookup(host, &check.digest, now_ms) else {
+        host.increment(gate.metrics.cache_misses);
+        return None;
+    };
+    host.increment(gate.metrics.cache_hits);
+    let status = match verdict {
+        Verdict::Active => RevocationStatus::Active,
+        Verdict::Revoked => RevocationStatus::Revoked,
+    };
+    Some(gate.after_revocation(status, check.grant.clone()))
 }
 
 /// Ends the flight for `digest` with keyservice's `answer`: counts the callout, caches a
@@ -278,22 +356,26 @@ pub fn settle_flight(
 ) -> (RevocationStatus, Vec<Waiter>) {
     let metrics = &gate.metrics;
     let status = RevocationStatus::from_http_status(answer.status);
+    let failure_mode = gate
+        .config
+        .revocation
+        .as_ref()
+        .map_or(FailureMode::Deny, |r| r.failure_mode);
     match answer.status {
         Some(200 | 404 | 410) => host.increment(metrics.callouts_ok),
+        // Envoy answers a callout that ran past its timeout with its own 504.
+        Some(504) | None => {
+            host.increment(metrics.callouts_timeout);
+            warn!(
+                "revocation service gave no answer in time for token {} (timeout, reset or dispatch failure); failure_mode {failure_mode:?}",
+                fingerprint(digest)
+            );
+        }
         Some(other) => {
             host.increment(metrics.callouts_error);
             warn!(
-                "revocation service answered {other} for token {}; failure_mode {:?}",
-                fingerprint(digest),
-                gate.config.revocation.failure_mode
-            );
-        }
-        None => {
-            host.increment(metrics.callouts_timeout);
-            warn!(
-                "revocation service gave no answer for token {} (timeout, reset or dispatch failure); failure_mode {:?}",
-                fingerprint(digest),
-                gate.config.revocation.failure_mode
+                "revocation service answered {other} for token {}; failure_mode {failure_mode:?}",
+                fingerprint(digest)
             );
         }
     }
@@ -334,6 +416,96 @@ pub fn wake(gate: &Gate, host: &dyn Host, waiters: Vec<Waiter>, status: Revocati
     }
 }
 
+/// A provider's keys changed: every request waiting for them is decided again, in its own
+/// context. A revocation check they now need is left to the root context to dispatch.
+/// The caller switches back to its own context afterwards.
+pub fn wake_parked(gate: &Gate, host: &dyn Host, provider: usize, now_ms: u64) {
+    let Some(state) = gate.providers.get(provider) else {
+        return;
+    };
+    let parked = std::mem::take(&mut *state.parked.borrow_mut());
+    for request in parked {
+        if !host.switch_context(request.context_id) {
+            continue;
+        }
+        match decide(gate, &request.head, request.context_id, now_ms) {
+            Decision::AwaitKeys { provider } => {
+                // Still no usable keys: keep waiting until the original deadline.
+                if let Some(state) = gate.providers.get(provider) {
+                    state.parked.borrow_mut().push(request);
+                }
+            }
+            Decision::CheckRevocation(check) => {
+                if let Some(decision) = cached_answer(gate, host, &check, now_ms) {
+                    resume_with(gate, host, request.context_id, decision, &request.head);
+                } else {
+                    gate.in_flight.borrow_mut().join_or_orphan(
+                        check.digest,
+                        Waiter {
+                            context_id: request.context_id,
+                            grant: check.grant,
+                            origin: request.head.origin,
+                        },
+                    );
+                }
+            }
+            decision => resume_with(gate, host, request.context_id, decision, &request.head),
+        }
+    }
+}
+
+/// Gives up on the requests that waited past their deadline for a provider's keys.
+/// The caller switches back to its own context afterwards.
+pub fn expire_parked(gate: &Gate, host: &dyn Host, now_ms: u64) {
+    for (provider, state) in gate.providers.iter().enumerate() {
+        let expired = take_expired(&mut state.parked.borrow_mut(), now_ms);
+        for request in expired {
+            if !host.switch_context(request.context_id) {
+                continue;
+            }
+            warn!(
+                "[{}] keys of provider {:?} did not arrive in time",
+                request.context_id, gate.config.providers[provider].name
+            );
+            let view = view(&request.head);
+            let decision = gate.keys_missing(provider, &view);
+            if decision != Decision::Deny(DenyReason::KeysUnavailable) {
+                host.increment(gate.metrics.allowed_on_failure);
+            }
+            resume_with(gate, host, request.context_id, decision, &request.head);
+        }
+    }
+}
+
+fn resume_with(
+    gate: &Gate,
+    host: &dyn Host,
+    context_id: u32,
+    decision: Decision,
+    head: &OwnedHead,
+) {
+    if carry_out(gate, host, context_id, decision, head.origin.as_deref()) == FlowAction::Continue {
+        host.resume_request();
+    }
+}
+
+/// The revocation path for a flight the root context dispatches (it has the digest, not the
+/// token).
+pub fn flight_path(gate: &Gate, digest: &Digest) -> Option<String> {
+    let revocation = gate.config.revocation.as_ref()?;
+    Some(revocation_path(&revocation.path_prefix, digest))
+}
+
+/// The decision for a request once its flight has an answer. Requests let through by
+/// `failure_mode: allow` are counted apart, so an outage that lets traffic in is visible.
+fn after_answer(gate: &Gate, host: &dyn Host, status: RevocationStatus, grant: Grant) -> Decision {
+    let failure_mode = gate.config.revocation.as_ref().map(|r| r.failure_mode);
+    if status == RevocationStatus::Unavailable && failure_mode == Some(FailureMode::Allow) {
+        host.increment(gate.metrics.allowed_on_failure);
+    }
+    gate.after_revocation(status, grant)
+}
+
 /// Applies a final decision to the current context's request: sets the granted headers, or sends
 /// the denial (with CORS headers for an allowed `Origin`).
 fn carry_out(
@@ -361,9 +533,9 @@ fn carry_out(
             host.send_reply(&reply);
             FlowAction::Pause
         }
-        // Only the first stage asks for a check; a second one would be a logic error, so it
-        // fails closed.
-        Decision::CheckRevocation(_) => carry_out(
+        // Only the first stage asks for a check or for keys; a second one would be a logic
+        // error, so it fails closed.
+        Decision::CheckRevocation(_) | Decision::AwaitKeys { .. } => carry_out(
             gate,
             host,
             context_id,
@@ -371,23 +543,6 @@ fn carry_out(
             origin,
         ),
     }
-}
-
-/// The revocation path for a flight the root context dispatches (it has the digest, not the
-/// token).
-pub fn flight_path(gate: &Gate, digest: &Digest) -> String {
-    revocation_path(&gate.config.revocation.path_prefix, digest)
-}
-
-/// The decision for a request once its flight has an answer. Requests let through by
-/// `failure_mode: allow` are counted apart, so an outage that lets traffic in is visible.
-fn after_answer(gate: &Gate, host: &dyn Host, status: RevocationStatus, grant: Grant) -> Decision {
-    if status == RevocationStatus::Unavailable
-        && gate.config.revocation.failure_mode == FailureMode::Allow
-    {
-        host.increment(gate.metrics.allowed_on_failure);
-    }
-    gate.after_revocation(status, grant)
 }
 
 #[cfg(test)]

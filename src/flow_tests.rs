@@ -545,10 +545,10 @@ fn a_leader_that_goes_away_hands_its_waiters_to_the_root() {
     assert_eq!(orphans, vec![crate::revocation::digest(&token)]);
     assert_eq!(
         flight_path(&gate, &orphans[0]),
-        format!(
+        Some(format!(
             "/v1/revocations/{}",
             crate::revocation::token_digest(&token)
-        )
+        ))
     );
     // The root's callout answers: the follower is woken.
     let (status, waiters) = settle_flight(&gate, &host, &orphans[0], &active(None), NOW_MS);
@@ -656,6 +656,18 @@ fn a_401_carries_cors_headers_only_for_an_allowed_origin() {
             .any(|(n, v)| *n == "access-control-expose-headers" && v.contains("www-authenticate"))
     );
 
+    // A preflight from an origin not allowed is authenticated like any request.
+    host.request(
+        3,
+        &[
+            (":method", b"OPTIONS"),
+            ("origin", b"https://evil.example.net"),
+            ("access-control-request-method", b"POST"),
+        ],
+    );
+    RequestFlow::new(Rc::clone(&gate), 3).on_request_headers(&host, NOW_MS);
+    assert_eq!(host.replies_to(3)[0].status, 401);
+
     host.request(2, &[("origin", b"https://evil.example.net")]);
     RequestFlow::new(Rc::clone(&gate), 2).on_request_headers(&host, NOW_MS);
     let reply = &host.replies_to(2)[0];
@@ -665,4 +677,110 @@ fn a_401_carries_cors_headers_only_for_an_allowed_origin() {
             .iter()
             .any(|(n, _)| n.starts_with("access-control"))
     );
+}
+
+mod parking {
+    use super::*;
+    use crate::config::KeyMaterial;
+    use crate::remote_jwks::FetchKind;
+    use crate::test_keys::{self, jwk};
+    use jsonwebtoken::Algorithm;
+
+    fn remote_gate(extra: &str) -> Rc<Gate> {
+        let json = format!(
+            r#"{{"providers":[{{"name":"idp","remote_jwks":{{"cluster":"idp","wait_ms":1500{extra}}},"claims_to_headers":{{"sub":"x-user-id"}}}}]}}"#
+        );
+        let mut next = 0;
+        let metrics = Metrics::define(&mut |_: MetricKind, _: &str| {
+            next += 1;
+            Some(next)
+        });
+        Rc::new(Gate::new(
+            Config::parse(json.as_bytes(), &|_| None).unwrap(),
+            metrics,
+        ))
+    }
+
+    fn keys_arrive(gate: &Gate, document: &str) {
+        let KeyMaterial::Remote(remote) = &gate.config.providers[0].keys else {
+            panic!("remote");
+        };
+        let jwks = gate.providers[0].jwks.as_ref().unwrap();
+        jwks.borrow_mut().started(9, FetchKind::Keys, NOW_MS);
+        jwks.borrow_mut().on_response(
+            remote,
+            &[Algorithm::EdDSA],
+            Some(200),
+            Some(document.as_bytes()),
+            NOW_MS,
+        );
+    }
+
+    #[test]
+    fn requests_wait_for_the_first_keys_then_are_decided() {
+        let gate = remote_gate("");
+        let ed = test_keys::ed25519();
+        let token = test_keys::sign(
+            &ed,
+            Algorithm::EdDSA,
+            Some("k1"),
+            &json!({"sub": "user_1", "exp": NOW_MS / 1000 + 60}),
+        );
+        let host = FakeHost::default();
+        host.request(1, &[("authorization", &bearer(&token))]);
+        let mut flow = RequestFlow::new(Rc::clone(&gate), 1);
+        assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Pause);
+        assert!(flow.is_waiting());
+        assert_eq!(gate.providers[0].parked.borrow().len(), 1);
+
+        keys_arrive(&gate, &json!({"keys": [jwk(&ed, "k1", None)]}).to_string());
+        wake_parked(&gate, &host, 0, NOW_MS + 200);
+        assert_eq!(*host.resumed.borrow(), vec![1]);
+        assert_eq!(
+            host.headers_set_on(1),
+            vec![("x-user-id".to_owned(), Some("user_1".to_owned()))]
+        );
+        assert!(gate.providers[0].parked.borrow().is_empty());
+    }
+
+    #[test]
+    fn requests_still_waiting_at_their_deadline_get_503_or_pass_with_failure_mode_allow() {
+        for (extra, status) in [("", Some(503)), (r#","failure_mode":"allow""#, None)] {
+            let gate = remote_gate(extra);
+            let host = FakeHost::default();
+            let token = test_keys::sign(&test_keys::ed25519(), Algorithm::EdDSA, None, &json!({}));
+            host.request(
+                1,
+                &[("authorization", &bearer(&token)), ("x-user-id", b"spoof")],
+            );
+            let mut flow = RequestFlow::new(Rc::clone(&gate), 1);
+            flow.on_request_headers(&host, NOW_MS);
+            expire_parked(&gate, &host, NOW_MS + 1_499);
+            assert!(host.replies.borrow().is_empty() && host.resumed.borrow().is_empty());
+            expire_parked(&gate, &host, NOW_MS + 1_500);
+            match status {
+                Some(status) => {
+                    assert_eq!(host.replies_to(1)[0].status, status);
+                    assert!(host.resumed.borrow().is_empty());
+                }
+                None => {
+                    assert_eq!(*host.resumed.borrow(), vec![1]);
+                    assert_eq!(host.headers_set_on(1), vec![("x-user-id".into(), None)]);
+                    assert_eq!(host.counter(gate.metrics.allowed_on_failure), 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_that_goes_away_is_no_longer_parked() {
+        let gate = remote_gate("");
+        let host = FakeHost::default();
+        let token = test_keys::sign(&test_keys::ed25519(), Algorithm::EdDSA, None, &json!({}));
+        host.request(1, &[("authorization", &bearer(&token))]);
+        let mut flow = RequestFlow::new(Rc::clone(&gate), 1);
+        flow.on_request_headers(&host, NOW_MS);
+        flow.on_destroyed();
+        assert!(gate.providers[0].parked.borrow().is_empty());
+    }
 }

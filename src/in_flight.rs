@@ -59,6 +59,23 @@ impl InFlight {
         }
     }
 
+    /// Joins the flight for `digest`, or starts one for the root context to dispatch (a request
+    /// woken outside its own callbacks cannot dispatch a callout of its own).
+    pub fn join_or_orphan(&mut self, digest: Digest, request: Waiter) {
+        match self.flights.get_mut(&digest) {
+            Some(flight) => flight.waiters.push(request),
+            None => {
+                self.flights.insert(
+                    digest,
+                    Flight {
+                        leader: Leader::Orphaned,
+                        waiters: vec![request],
+                    },
+                );
+            }
+        }
+    }
+
     /// The leading request could not dispatch or lost its callout: it leaves the flight, which
     /// ends; its waiters are returned to be decided like the leader.
     pub fn finish(&mut self, digest: &Digest) -> Vec<Waiter> {
@@ -169,6 +186,16 @@ mod tests {
         let waiters = in_flight.finish(&A);
         assert_eq!(waiters.len(), 1);
         assert_eq!(waiters[0].context_id, 12);
+    }
+
+    #[test]
+    fn a_request_without_a_leader_starts_an_orphaned_flight() {
+        let mut in_flight = InFlight::default();
+        in_flight.join_or_orphan(A, request(10));
+        assert!(in_flight.has_orphans());
+        in_flight.join_or_orphan(A, request(11));
+        assert_eq!(in_flight.adopt_orphans(1), vec![A]);
+        assert_eq!(in_flight.finish(&A).len(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (one request, against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on
 //! top of it.
 
+pub mod claims;
 pub mod config;
 pub mod cors;
 pub mod credential;
@@ -15,16 +16,22 @@ pub mod flow;
 pub mod headers;
 pub mod host;
 pub mod in_flight;
+pub mod keys;
 pub mod metrics;
+pub mod parked;
 pub mod path;
+pub mod remote_jwks;
 pub mod response;
 pub mod revocation;
 pub mod revocation_cache;
 pub mod rules;
 pub mod scopes;
+pub mod sources;
 pub mod token_cache;
 pub mod verify;
 
+#[cfg(test)]
+mod test_keys;
 #[cfg(test)]
 mod test_rng;
 

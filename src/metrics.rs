@@ -9,11 +9,13 @@ pub enum MetricKind {
 }
 
 /// Why a request was denied, as a stat name suffix.
-pub const DENY_REASONS: [&str; 10] = [
+pub const DENY_REASONS: [&str; 12] = [
     "missing",
     "malformed",
     "bad_signature",
+    "unknown_kid",
     "expired",
+    "invalid_claims",
     "revoked",
     "unknown_key",
     "forbidden_scope",
@@ -37,6 +39,8 @@ pub struct Metrics {
     pub callouts_error: Option<u32>,
     pub callouts_timeout: Option<u32>,
     pub callout_latency_ms: Option<u32>,
+    pub jwks_ok: Option<u32>,
+    pub jwks_error: Option<u32>,
 }
 
 pub const PREFIX: &str = "keygate.";
@@ -54,6 +58,8 @@ impl Metrics {
             callouts_ok: counter("callouts_ok"),
             callouts_error: counter("callouts_error"),
             callouts_timeout: counter("callouts_timeout"),
+            jwks_ok: counter("jwks_fetch_ok"),
+            jwks_error: counter("jwks_fetch_error"),
             ..Metrics::default()
         };
         for (slot, reason) in metrics.denied.iter_mut().zip(DENY_REASONS) {
@@ -85,7 +91,7 @@ mod tests {
             defined.push((kind, name.to_owned()));
             Some(defined.len() as u32)
         });
-        assert_eq!(defined.len(), 8 + DENY_REASONS.len() + 1);
+        assert_eq!(defined.len(), 10 + DENY_REASONS.len() + 1);
         assert!(defined.iter().all(|(_, name)| name.starts_with("keygate.")));
         assert!(defined.contains(&(
             MetricKind::Histogram,

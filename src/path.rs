@@ -3,8 +3,9 @@
 //! way an upstream is likely to read it. Where upstreams disagree (a path that is still
 //! percent-encoded after one decoding), the path is refused rather than guessed at.
 //!
-//! Matching stays case-sensitive: `/ADMIN` is not `/admin`. Path parameters (`/a;x=1`, Tomcat's
-//! `/..;/`) are left as they are.
+//! Matching stays case-sensitive: `/ADMIN` is not `/admin`. Path parameters are dropped from every
+//! segment (`/admin;x=1` is `/admin`, Tomcat's `/x/..;/admin` is `/admin`), as servlet containers
+//! do before routing.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -95,6 +96,7 @@ fn remove_dot_segments(path: &str) -> String {
     let mut trailing_slash = false;
     // `skip(1)`: the empty piece before the leading '/'.
     for segment in path.split(['/', '\\']).skip(1) {
+        let segment = segment.split(';').next().unwrap_or_default();
         match segment {
             "" | "." => trailing_slash = true,
             ".." => {
@@ -127,6 +129,10 @@ mod tests {
             ("//admin", "/admin"),
             ("///admin//users", "/admin/users"),
             ("/a/../admin", "/admin"),
+            ("/admin;x=1", "/admin"),
+            ("/x/..;/admin", "/admin"),
+            ("/admin;/users;jsessionid=1", "/admin/users"),
+            ("/admin%3Bx/y", "/admin/y"),
             ("/a/b/../../admin", "/admin"),
             ("/../admin", "/admin"),
             ("/../../..", "/"),
@@ -156,7 +162,7 @@ mod tests {
             ("/a%20b", "/a b"),
             ("/%25zz", "/%zz"),
             ("/%3Fq", "/?q"),
-            ("/a;b=1/c", "/a;b=1/c"),
+            ("/a;b=1/c", "/a/c"),
         ];
         for (raw, expected) in cases {
             assert_eq!(normalize_path(raw).as_deref(), Ok(expected), "{raw:?}");

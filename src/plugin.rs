@@ -9,11 +9,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::config::Config;
+use crate::config::{Config, KeyMaterial};
 use crate::decision::Gate;
-use crate::flow::{FlowAction, RequestFlow, flight_path, settle_flight, wake};
+use crate::flow::{
+    FlowAction, RequestFlow, expire_parked, flight_path, settle_flight, wake, wake_parked,
+};
 use crate::host::{Callout, CalloutAnswer, Host};
 use crate::metrics::{MetricKind, Metrics};
+use crate::remote_jwks::FetchOutcome;
 use crate::response::LocalReply;
 use crate::revocation::Digest;
 use crate::revocation_cache::{SharedData, SharedSetError};
@@ -34,6 +37,8 @@ struct KeygateRoot {
     gate: Option<Rc<Gate>>,
     /// Callouts the root context dispatched for orphaned flights.
     callouts: HashMap<u32, (Digest, u64)>,
+    /// JWKS and discovery fetches in flight, by provider.
+    jwks_fetches: HashMap<u32, usize>,
 }
 
 impl KeygateRoot {
@@ -42,25 +47,115 @@ impl KeygateRoot {
             context_id,
             gate: None,
             callouts: HashMap::new(),
+            jwks_fetches: HashMap::new(),
         }
     }
 }
 
 impl Context for KeygateRoot {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, _body: usize, _: usize) {
-        let (Some(gate), Some((digest, started_ms))) =
-            (self.gate.clone(), self.callouts.remove(&token_id))
-        else {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        let Some(gate) = self.gate.clone() else {
             return;
         };
         let now = now_ms();
-        EnvoyHost.record(
-            gate.metrics.callout_latency_ms,
-            now.saturating_sub(started_ms),
-        );
-        let (status, waiters) = settle_flight(&gate, &EnvoyHost, &digest, &callout_answer(), now);
-        wake(&gate, &EnvoyHost, waiters, status);
+        if let Some(provider) = self.jwks_fetches.remove(&token_id) {
+            self.jwks_answered(&gate, provider, body_size, now);
+        } else if let Some((digest, started_ms)) = self.callouts.remove(&token_id) {
+            EnvoyHost.record(
+                gate.metrics.callout_latency_ms,
+                now.saturating_sub(started_ms),
+            );
+            let (status, waiters) =
+                settle_flight(&gate, &EnvoyHost, &digest, &callout_answer(), now);
+            wake(&gate, &EnvoyHost, waiters, status);
+        }
         EnvoyHost.switch_context(self.context_id);
+    }
+}
+
+impl KeygateRoot {
+    /// Dispatches the JWKS fetches that are due, from the root context, so their answers
+    /// come back here whatever happens to requests.
+    fn fetch_due_keys(&mut self, gate: &Gate, now: u64) {
+        for (index, provider) in gate.config.providers.iter().enumerate() {
+            let (KeyMaterial::Remote(remote), Some(state)) = (
+                &provider.keys,
+                gate.providers.get(index).and_then(|p| p.jwks.as_ref()),
+            ) else {
+                continue;
+            };
+            let Some(fetch) = state.borrow().due(remote, now) else {
+                continue;
+            };
+            let callout = Callout {
+                cluster: &remote.cluster,
+                authority: &remote.authority,
+                path: &fetch.path,
+                timeout: Duration::from_millis(remote.timeout_ms),
+            };
+            match EnvoyHost.dispatch_get(&callout) {
+                Ok(call_id) => {
+                    state.borrow_mut().started(call_id, fetch.kind, now);
+                    self.jwks_fetches.insert(call_id, index);
+                }
+                Err(problem) => {
+                    EnvoyHost.increment(gate.metrics.jwks_error);
+                    state.borrow_mut().dispatch_failed(now);
+                    warn!(
+                        "provider {:?}: JWKS fetch from cluster {:?} could not be dispatched: {problem}",
+                        provider.name, remote.cluster
+                    );
+                }
+            }
+        }
+    }
+
+    fn jwks_answered(&mut self, gate: &Gate, provider: usize, body_size: usize, now: u64) {
+        let (Some(config), Some(state)) = (
+            gate.config.providers.get(provider),
+            gate.providers.get(provider).and_then(|p| p.jwks.as_ref()),
+        ) else {
+            return;
+        };
+        let KeyMaterial::Remote(remote) = &config.keys else {
+            return;
+        };
+        let answer = callout_answer();
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten();
+        let outcome = state.borrow_mut().on_response(
+            remote,
+            &config.algorithms,
+            answer.status,
+            body.as_deref(),
+            now,
+        );
+        match outcome {
+            FetchOutcome::Updated { keys } => {
+                EnvoyHost.increment(gate.metrics.jwks_ok);
+                info!("provider {:?}: {keys} key(s) from its JWKS", config.name);
+                wake_parked(gate, &EnvoyHost, provider, now);
+            }
+            FetchOutcome::Discovered => {
+                info!("provider {:?}: JWKS location discovered", config.name);
+                // Fetch the keys now rather than on the next tick.
+                self.fetch_due_keys(gate, now);
+            }
+            FetchOutcome::Failed(reason) => {
+                EnvoyHost.increment(gate.metrics.jwks_error);
+                warn!(
+                    "provider {:?}: JWKS fetch failed ({reason}); keeping the current keys and retrying",
+                    config.name
+                );
+            }
+        }
     }
 }
 
@@ -89,14 +184,21 @@ impl RootContext for KeygateRoot {
                 return false;
             }
         };
-        if config.secrets.iter().any(|s| s.as_bytes().len() < 32) {
-            warn!("a secret is shorter than 32 bytes; HS256 keys should have at least 256 bits");
+        for provider in &config.providers {
+            if let KeyMaterial::Secrets(secrets) = &provider.keys
+                && secrets.iter().any(|s| s.as_bytes().len() < 32)
+            {
+                warn!(
+                    "provider {:?}: a secret is shorter than 32 bytes; HS256 keys should have at least 256 bits",
+                    provider.name
+                );
+            }
         }
         info!(
-            "configured (root context {}): {} secret(s), revocation cluster {:?}",
+            "configured (root context {}): {} provider(s), revocation cluster {:?}",
             self.context_id,
-            config.secrets.len(),
-            config.revocation.cluster
+            config.providers.len(),
+            config.revocation.as_ref().map(|r| r.cluster.as_str())
         );
         let metrics = Metrics::define(&mut define_metric);
         self.gate = Some(Rc::new(Gate::new(config, metrics)));
@@ -110,13 +212,21 @@ impl RootContext for KeygateRoot {
         let Some(gate) = self.gate.clone() else {
             return;
         };
+        let now = now_ms();
+        self.fetch_due_keys(&gate, now);
+        expire_parked(&gate, &EnvoyHost, now);
+        EnvoyHost.switch_context(self.context_id);
         if !gate.in_flight.borrow().has_orphans() {
             return;
         }
         let orphans = gate.in_flight.borrow_mut().adopt_orphans(self.context_id);
-        let revocation = &gate.config.revocation;
+        let Some(revocation) = &gate.config.revocation else {
+            return;
+        };
         for digest in orphans {
-            let path = flight_path(&gate, &digest);
+            let Some(path) = flight_path(&gate, &digest) else {
+                continue;
+            };
             let callout = Callout {
                 cluster: &revocation.cluster,
                 authority: &revocation.authority,

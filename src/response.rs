@@ -42,13 +42,25 @@ impl DenyReason {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Credential(CredentialError::Missing | CredentialError::OtherScheme) => "missing",
-            Self::Credential(CredentialError::TooLarge | CredentialError::Malformed) => "malformed",
-            Self::Token(Rejection::Malformed | Rejection::DisallowedAlgorithm) => "malformed",
+            Self::Credential(
+                CredentialError::TooLarge | CredentialError::Malformed | CredentialError::Ambiguous,
+            ) => "malformed",
+            Self::Token(
+                Rejection::Malformed | Rejection::DisallowedAlgorithm | Rejection::NoProvider,
+            ) => "malformed",
             Self::Token(Rejection::BadSignature) => "bad_signature",
+            Self::Token(Rejection::UnknownKid) => "unknown_kid",
             Self::Token(Rejection::Expired | Rejection::NotYetValid) => "expired",
+            Self::Token(
+                Rejection::IssuedInFuture
+                | Rejection::LifetimeTooLong
+                | Rejection::WrongIssuer
+                | Rejection::WrongAudience
+                | Rejection::MissingClaim,
+            ) => "invalid_claims",
             Self::Revoked => "revoked",
             Self::UnknownKey => "unknown_key",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable | Self::KeysUnavailable => "unavailable",
             Self::InsufficientScope(_) => "forbidden_scope",
             Self::ForbiddenRule => "forbidden_rule",
             Self::BadPath => "bad_path",
@@ -111,6 +123,9 @@ impl DenyReason {
                 challenge: Challenge::Bare,
             },
             Self::Credential(CredentialError::TooLarge) => invalid("token is too large"),
+            Self::Credential(CredentialError::Ambiguous) => {
+                invalid("several different tokens were presented")
+            }
             Self::Credential(_) => invalid(Rejection::Malformed.description()),
             Self::Token(rejection) => invalid(rejection.description()),
             Self::Revoked => Answer {
@@ -147,6 +162,13 @@ impl DenyReason {
                 text: UNAVAILABLE_BODY,
                 error: "temporarily_unavailable",
                 description: "the revocation service did not answer",
+                challenge: Challenge::None,
+            },
+            Self::KeysUnavailable => Answer {
+                status: 503,
+                text: UNAVAILABLE_BODY,
+                error: "temporarily_unavailable",
+                description: "the identity provider's keys are not available",
                 challenge: Challenge::None,
             },
         }
@@ -284,6 +306,12 @@ mod tests {
             (DenyReason::Credential(CredentialError::Missing), "missing"),
             (DenyReason::Token(Rejection::BadSignature), "bad_signature"),
             (DenyReason::UnknownKey, "unknown_key"),
+            (DenyReason::Token(Rejection::UnknownKid), "unknown_kid"),
+            (
+                DenyReason::Token(Rejection::WrongAudience),
+                "invalid_claims",
+            ),
+            (DenyReason::KeysUnavailable, "unavailable"),
             (
                 DenyReason::InsufficientScope(String::new()),
                 "forbidden_scope",

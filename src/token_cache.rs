@@ -105,6 +105,7 @@ mod tests {
         let mut claims = Map::new();
         claims.insert("user_id".into(), user.into());
         Rc::new(VerifiedToken {
+            provider: 0,
             claims,
             expires_at: None,
         })

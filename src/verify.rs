@@ -1,23 +1,20 @@
-//! Signature and time checks of a bearer JWT, against the configured secrets and algorithms.
+//! Verification of one token against one provider: algorithm, key, signature, then the claims
+//! (`exp`, `nbf`, `iat`, `iss`, `aud`, required claims, lifetime) against the given clock.
 
 use std::fmt;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::Config;
+use crate::config::Provider;
+use crate::keys::{NoKey, VerifyKey, candidates};
 
-/// Verifies tokens with keys built once from the configuration.
-pub struct Verifier {
-    keys: Vec<DecodingKey>,
-    validation: Validation,
-    clock_skew_seconds: u64,
-}
-
-/// A token whose signature, algorithm and times have been checked.
+/// A token whose signature, algorithm and claims have been checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
+    /// Index of the provider that verified it.
+    pub provider: usize,
     pub claims: Map<String, Value>,
     /// `exp` in whole seconds (rounded down), when the token has one. Tokens without one are
     /// long-lived keys, checked against the revocation service.
@@ -34,9 +31,18 @@ impl VerifiedToken {
 pub enum Rejection {
     Malformed,
     DisallowedAlgorithm,
+    /// The `kid` names no key of the provider.
+    UnknownKid,
     BadSignature,
     Expired,
     NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    /// No configured provider takes this token (its issuer, source or algorithm).
+    NoProvider,
 }
 
 impl Rejection {
@@ -45,9 +51,16 @@ impl Rejection {
         match self {
             Self::Malformed => "token is malformed",
             Self::DisallowedAlgorithm => "token algorithm is not allowed",
+            Self::UnknownKid => "token names an unknown key",
             Self::BadSignature => "token signature is invalid",
             Self::Expired => "token has expired",
             Self::NotYetValid => "token is not yet valid",
+            Self::IssuedInFuture => "token is issued in the future",
+            Self::LifetimeTooLong => "token lifetime is too long",
+            Self::WrongIssuer => "token issuer is not accepted",
+            Self::WrongAudience => "token audience is not accepted",
+            Self::MissingClaim => "token lacks a required claim",
+            Self::NoProvider => "no provider accepts this token",
         }
     }
 }
@@ -58,65 +71,154 @@ impl fmt::Display for Rejection {
     }
 }
 
-impl Verifier {
-    pub fn new(config: &Config) -> Self {
-        let mut validation = Validation::new(config.algorithms[0]);
-        validation.algorithms = config.algorithms.clone();
-        // Times are checked below against the host's clock, which is passed in; the library
-        // would read the system clock itself.
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        Self {
-            keys: config
-                .secrets
-                .iter()
-                .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
+/// One `Validation` per algorithm, built once: the library only checks the signature and the
+/// algorithm; every claim is checked here, against the host's clock.
+pub struct Validations(Vec<(Algorithm, Validation)>);
+
+impl Validations {
+    pub fn new() -> Self {
+        use Algorithm::*;
+        let all = [
+            HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+        ];
+        Self(
+            all.into_iter()
+                .map(|alg| {
+                    let mut validation = Validation::new(alg);
+                    validation.required_spec_claims.clear();
+                    validation.validate_exp = false;
+                    validation.validate_nbf = false;
+                    validation.validate_aud = false;
+                    (alg, validation)
+                })
                 .collect(),
-            validation,
-            clock_skew_seconds: config.clock_skew_seconds,
-        }
+        )
     }
 
-    /// Verifies `token` at `now` (seconds since the Unix epoch). Secrets are tried in order, so
-    /// a rotated-out secret keeps working while it is still listed.
-    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, Rejection> {
-        let mut claims = None;
-        for key in &self.keys {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    break;
-                }
-                Err(error) => match error.kind() {
-                    ErrorKind::InvalidSignature => continue,
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        return Err(Rejection::DisallowedAlgorithm);
-                    }
-                    _ => return Err(Rejection::Malformed),
-                },
+    fn get(&self, alg: Algorithm) -> Option<&Validation> {
+        self.0.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)
+    }
+}
+
+impl Default for Validations {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The clock and leeway a verification runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+    pub skew_seconds: u64,
+}
+
+/// Verifies `token` (whose decoded `header` is given) with `provider` and its current `keys`.
+/// Keys are tried in order, so a rotated-out secret keeps working while it is still listed.
+pub fn verify(
+    token: &str,
+    header: &Header,
+    provider_index: usize,
+    provider: &Provider,
+    keys: &[VerifyKey],
+    validations: &Validations,
+    clock: Clock,
+) -> Result<VerifiedToken, Rejection> {
+    let alg = header.alg;
+    if !provider.algorithms.contains(&alg) {
+        return Err(Rejection::DisallowedAlgorithm);
+    }
+    let candidates =
+        candidates(keys, alg, header.kid.as_deref()).map_err(|no_key| match no_key {
+            NoKey::UnknownKid => Rejection::UnknownKid,
+            NoKey::WrongType => Rejection::DisallowedAlgorithm,
+        })?;
+    let validation = validations.get(alg).ok_or(Rejection::DisallowedAlgorithm)?;
+    let mut claims = None;
+    for key in candidates {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+            Ok(data) => {
+                claims = Some(data.claims);
+                break;
             }
+            Err(error) => match error.kind() {
+                ErrorKind::InvalidSignature => continue,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    return Err(Rejection::DisallowedAlgorithm);
+                }
+                _ => return Err(Rejection::Malformed),
+            },
         }
-        let claims = claims.ok_or(Rejection::BadSignature)?;
-        let now = now as f64;
-        let skew = self.clock_skew_seconds as f64;
-        let expires_at = numeric_date(&claims, "exp")?;
-        if let Some(exp) = expires_at
-            && now >= exp + skew
-        {
-            return Err(Rejection::Expired);
+    }
+    let claims = claims.ok_or(Rejection::BadSignature)?;
+    let expires_at = check_claims(&claims, provider, clock)?;
+    Ok(VerifiedToken {
+        provider: provider_index,
+        claims,
+        // Saturating float-to-int conversion: negative becomes 0, huge becomes u64::MAX.
+        expires_at: expires_at.map(|exp| exp as u64),
+    })
+}
+
+/// Checks times, issuer, audience, required claims and lifetime; returns `exp`.
+fn check_claims(
+    claims: &Map<String, Value>,
+    provider: &Provider,
+    clock: Clock,
+) -> Result<Option<f64>, Rejection> {
+    let now = clock.now as f64;
+    let skew = clock.skew_seconds as f64;
+    let expires_at = numeric_date(claims, "exp")?;
+    if let Some(exp) = expires_at
+        && now >= exp + skew
+    {
+        return Err(Rejection::Expired);
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && now + skew < nbf
+    {
+        return Err(Rejection::NotYetValid);
+    }
+    let issued_at = numeric_date(claims, "iat")?;
+    if let Some(iat) = issued_at
+        && iat > now + skew
+    {
+        return Err(Rejection::IssuedInFuture);
+    }
+    if let Some(issuer) = &provider.issuer
+        && claims.get("iss").and_then(Value::as_str) != Some(issuer)
+    {
+        return Err(Rejection::WrongIssuer);
+    }
+    if !provider.audiences.is_empty() && !audience_matches(claims.get("aud"), &provider.audiences) {
+        return Err(Rejection::WrongAudience);
+    }
+    if provider
+        .required_claims
+        .iter()
+        .any(|name| claims.get(name).is_none_or(Value::is_null))
+    {
+        return Err(Rejection::MissingClaim);
+    }
+    if let Some(max) = provider.max_lifetime_seconds {
+        let exp = expires_at.ok_or(Rejection::LifetimeTooLong)?;
+        let start = issued_at.unwrap_or(now);
+        if exp - start > max as f64 {
+            return Err(Rejection::LifetimeTooLong);
         }
-        if let Some(nbf) = numeric_date(&claims, "nbf")?
-            && now + skew < nbf
-        {
-            return Err(Rejection::NotYetValid);
-        }
-        Ok(VerifiedToken {
-            claims,
-            // Saturating float-to-int conversion: negative becomes 0, huge becomes u64::MAX.
-            expires_at: expires_at.map(|exp| exp as u64),
-        })
+    }
+    Ok(expires_at)
+}
+
+fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
+    match aud {
+        Some(Value::String(aud)) => accepted.iter().any(|a| a == aud),
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| accepted.iter().any(|a| a == aud)),
+        _ => false,
     }
 }
 
@@ -130,177 +232,5 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    use serde_json::json;
-
-    const NOW: u64 = 1_700_000_000;
-    const SECRET: &str = "test-secret";
-
-    fn config(json: &str) -> Config {
-        Config::parse(json.as_bytes(), &|_| None).unwrap()
-    }
-
-    fn verifier() -> Verifier {
-        Verifier::new(&config(
-            r#"{"secret":{"inline":"test-secret"},"revocation":{"cluster":"k"}}"#,
-        ))
-    }
-
-    fn sign(alg: Algorithm, secret: &str, claims: &Value) -> String {
-        encode(
-            &Header::new(alg),
-            claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
-    }
-
-    fn b64(json: &str) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-    }
-
-    #[test]
-    fn accepts_each_hmac_algorithm_and_returns_claims() {
-        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
-            let claims = json!({"user_id": "u1", "org_id": "o1", "iat": NOW, "exp": NOW + 60});
-            let token = sign(alg, SECRET, &claims);
-            let verified = verifier().verify(&token, NOW).unwrap();
-            assert_eq!(verified.claims["user_id"], "u1", "{alg:?}");
-            assert!(verified.expires());
-        }
-    }
-
-    #[test]
-    fn a_token_without_exp_is_marked_non_expiring() {
-        // ComfyUI Deploy's long-lived keys: jwt.sign({user_id, org_id}, JWT_SECRET).
-        let token = sign(
-            Algorithm::HS256,
-            SECRET,
-            &json!({"user_id": "u1", "org_id": "o1", "iat": NOW}),
-        );
-        let verified = verifier().verify(&token, NOW).unwrap();
-        assert!(!verified.expires());
-    }
-
-    #[test]
-    fn rejects_signatures_of_other_secrets_and_tampered_payloads() {
-        let token = sign(
-            Algorithm::HS256,
-            "another-secret",
-            &json!({"user_id": "u1"}),
-        );
-        assert_eq!(verifier().verify(&token, NOW), Err(Rejection::BadSignature));
-
-        let good = sign(Algorithm::HS256, SECRET, &json!({"user_id": "u1"}));
-        let parts: Vec<&str> = good.split('.').collect();
-        let forged = format!(
-            "{}.{}.{}",
-            parts[0],
-            b64(r#"{"user_id":"admin"}"#),
-            parts[2]
-        );
-        assert_eq!(
-            verifier().verify(&forged, NOW),
-            Err(Rejection::BadSignature)
-        );
-    }
-
-    #[test]
-    fn rejects_alg_none_and_algorithms_not_allowed() {
-        let unsigned = format!(
-            "{}.{}.",
-            b64(r#"{"alg":"none","typ":"JWT"}"#),
-            b64(r#"{"user_id":"u1"}"#)
-        );
-        assert_ne!(verifier().verify(&unsigned, NOW).map(|_| ()), Ok(()));
-
-        let only_512 = Verifier::new(&config(
-            r#"{"secret":{"inline":"test-secret"},"algorithms":["HS512"],"revocation":{"cluster":"k"}}"#,
-        ));
-        let token = sign(Algorithm::HS256, SECRET, &json!({"user_id": "u1"}));
-        assert_eq!(
-            only_512.verify(&token, NOW),
-            Err(Rejection::DisallowedAlgorithm)
-        );
-
-        let rs256_header = format!(
-            "{}.{}.c2ln",
-            b64(r#"{"alg":"RS256","typ":"JWT"}"#),
-            b64(r#"{"user_id":"u1"}"#)
-        );
-        assert_eq!(
-            verifier().verify(&rs256_header, NOW),
-            Err(Rejection::DisallowedAlgorithm)
-        );
-    }
-
-    #[test]
-    fn rejects_garbage_and_truncated_tokens() {
-        let good = sign(Algorithm::HS256, SECRET, &json!({"user_id": "u1"}));
-        let truncated = &good[..good.len() - 5];
-        let two_parts = good.rsplit_once('.').unwrap().0;
-        let not_json = format!("{}.{}.c2ln", b64(r#"{"alg":"HS256"}"#), b64("not json"));
-        let array_claims = sign(Algorithm::HS256, SECRET, &json!(["u1"]));
-        for token in [
-            "garbage",
-            "a.b.c",
-            "...",
-            truncated,
-            two_parts,
-            &not_json,
-            &array_claims,
-        ] {
-            let result = verifier().verify(token, NOW);
-            assert!(
-                matches!(result, Err(Rejection::Malformed | Rejection::BadSignature)),
-                "{token:?}: {result:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn checks_exp_and_nbf_against_the_given_clock_with_skew() {
-        let v = verifier();
-        let expiring = sign(
-            Algorithm::HS256,
-            SECRET,
-            &json!({"user_id": "u", "exp": NOW}),
-        );
-        assert!(v.verify(&expiring, NOW - 1).is_ok());
-        assert!(
-            v.verify(&expiring, NOW + 59).is_ok(),
-            "within the 60 s skew"
-        );
-        assert_eq!(v.verify(&expiring, NOW + 60), Err(Rejection::Expired));
-
-        let future = sign(
-            Algorithm::HS256,
-            SECRET,
-            &json!({"user_id": "u", "nbf": NOW}),
-        );
-        assert!(v.verify(&future, NOW - 60).is_ok(), "within the skew");
-        assert_eq!(v.verify(&future, NOW - 61), Err(Rejection::NotYetValid));
-
-        let fractional = sign(Algorithm::HS256, SECRET, &json!({"exp": NOW as f64 + 0.5}));
-        assert!(v.verify(&fractional, NOW + 60).is_ok());
-
-        let string_exp = sign(Algorithm::HS256, SECRET, &json!({"exp": "tomorrow"}));
-        assert_eq!(v.verify(&string_exp, NOW), Err(Rejection::Malformed));
-    }
-
-    #[test]
-    fn a_listed_previous_secret_still_verifies() {
-        let rotating = Verifier::new(&config(
-            r#"{"secret":[{"inline":"new"},{"inline":"old"}],"revocation":{"cluster":"k"}}"#,
-        ));
-        for secret in ["new", "old"] {
-            let token = sign(Algorithm::HS256, secret, &json!({"user_id": "u1"}));
-            assert!(rotating.verify(&token, NOW).is_ok(), "{secret}");
-        }
-        let token = sign(Algorithm::HS256, "retired", &json!({"user_id": "u1"}));
-        assert_eq!(rotating.verify(&token, NOW), Err(Rejection::BadSignature));
-    }
-}
+#[path = "verify_tests.rs"]
+mod tests;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{
-    Cases, Fault, FaultServer, Reply, Rig, SECRET, comfyui_deploy_key, default_plugin_config,
-    expect_allowed, expect_unavailable, sha256_hex,
+    Cases, Fault, FaultServer, Reply, Rig, SECRET, comfyui_deploy_key, expect_allowed,
+    expect_unavailable, sha256_hex, uncached_plugin_config,
 };
 
 const TIMEOUT_MS: u64 = 200;
@@ -19,7 +19,9 @@ const SLOW: Duration = Duration::from_millis(2000);
 /// Runs the three failures against one Envoy whose `keyservice` cluster is the fault server:
 /// answering 500, then slower than the timeout, then down (the port closed).
 fn run_failures(failure_mode: &str, expect: fn(&Reply, &str) -> Result<(), String>) {
-    let mut config = default_plugin_config();
+    // The revocation cache off: this is about the callout alone (tests/revocation_cache.rs
+    // shows that failures are never cached).
+    let mut config = uncached_plugin_config();
     config["revocation"]["timeout_ms"] = json!(TIMEOUT_MS);
     config["revocation"]["failure_mode"] = json!(failure_mode);
     let mut fault = FaultServer::start(Fault::Status(500));
@@ -73,6 +75,33 @@ fn run_failures(failure_mode: &str, expect: fn(&Reply, &str) -> Result<(), Strin
         &format!("keyservice down (port closed), failure_mode={failure_mode}"),
         expect(&rig.get_with_token(&token, &[]), "u-down"),
     );
+
+    // The stats: each failure counted once, by what the filter did. Envoy hands the filter its
+    // own 504 for a callout that timed out (counted as a timeout) and its 503 for a refused
+    // connection (counted as an error, like keyservice's 500).
+    let counters = rig.keygate_counters();
+    let (denied, allowed) = if failure_mode == "deny" {
+        (3, 0)
+    } else {
+        (0, 3)
+    };
+    for (name, expected) in [
+        ("requests_denied_unavailable", denied),
+        // `failure_mode: allow` counts a request let through in both.
+        ("requests_allowed", allowed),
+        ("requests_allowed_on_failure", allowed),
+        ("callouts_ok", 0),
+        ("callouts_error", 2),
+        ("callouts_timeout", 1),
+    ] {
+        cases.check(
+            &format!("stats: keygate.{name} is {expected}"),
+            match counters.get(name) {
+                Some(value) if *value == expected => Ok(()),
+                other => Err(format!("{name} is {other:?}; all counters: {counters:?}")),
+            },
+        );
+    }
     cases.finish(|| rig.envoy_log_tail(60));
 }
 

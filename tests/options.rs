@@ -9,13 +9,16 @@ use serde_json::json;
 use support::{
     Cases, Rig, SECRET, default_plugin_config, expect_echoed, expect_invalid_token_in,
     expect_missing_credential_in, expect_revoked_in, expect_status, now, sign, sign_alg,
+    uncached_plugin_config,
 };
 
 const PREVIOUS_SECRET: &str = "previous-secret-being-rotated-out-0123456789";
 
 #[test]
 fn non_default_options_take_effect() {
-    let mut config = default_plugin_config();
+    // The revocation cache off, so that check=all asks keyservice on every request and a
+    // revocation shows at once.
+    let mut config = uncached_plugin_config();
     config["secret"] = json!([{"env": "JWT_SECRET"}, {"inline": PREVIOUS_SECRET}]);
     config["algorithms"] = json!(["HS256"]);
     config["clock_skew_seconds"] = json!(0);

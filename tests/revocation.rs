@@ -1,14 +1,23 @@
-//! Keys without `exp` are checked with keyservice on every request: one callout each, refused
-//! once revoked, and refused while keyservice does not know them (unless `unknown_keys: allow`).
+//! The revocation protocol: with the shared revocation cache off (`revocation.cache.max_entries:
+//! 0`), keys without `exp` are checked with keyservice on every request: one callout each,
+//! refused once revoked, and refused while keyservice does not know them (unless `unknown_keys:
+//! allow`). tests/revocation_cache.rs covers the cache, which is on by default.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use serde_json::json;
 use support::{
-    Cases, Reply, Rig, SECRET, comfyui_deploy_key, default_plugin_config, expect_allowed,
-    expect_revoked,
+    Cases, Reply, Rig, SECRET, comfyui_deploy_key, expect_allowed, expect_revoked,
+    uncached_plugin_config,
 };
+
+/// A rig whose filter asks keyservice on every request.
+fn uncached_rig() -> Rig {
+    Rig::builder()
+        .plugin_config(&uncached_plugin_config())
+        .start()
+}
 
 /// Sends the token and returns the reply with how many callouts it cost.
 fn call(rig: &Rig, token: &str) -> (Reply, u64) {
@@ -29,7 +38,7 @@ fn expect_callouts(delta: u64, expected: u64) -> Result<(), String> {
 
 #[test]
 fn non_expiring_key_costs_one_callout_and_is_refused_once_revoked() {
-    let rig = Rig::start();
+    let rig = uncached_rig();
     let mut cases = Cases::new();
     let issued = rig.keyservice.issue("erin", Some("acme"), None);
 
@@ -67,7 +76,7 @@ fn non_expiring_key_costs_one_callout_and_is_refused_once_revoked() {
 /// the answer, and a revoked key's upload never reaches the upstream.
 #[test]
 fn a_request_body_waits_for_the_revocation_answer() {
-    let rig = Rig::start();
+    let rig = uncached_rig();
     let mut cases = Cases::new();
     let issued = rig.keyservice.issue("frank", None, None);
     let authorization = format!("Bearer {}", issued.key);
@@ -97,7 +106,7 @@ fn a_request_body_waits_for_the_revocation_answer() {
 
 #[test]
 fn comfyui_deploy_key_is_refused_until_imported() {
-    let rig = Rig::start();
+    let rig = uncached_rig();
     let mut cases = Cases::new();
     let token = comfyui_deploy_key("user_2abc", "org_2xyz", SECRET);
 
@@ -125,7 +134,7 @@ fn comfyui_deploy_key_is_refused_until_imported() {
 
 #[test]
 fn comfyui_deploy_key_is_allowed_with_unknown_keys_allow() {
-    let mut config = default_plugin_config();
+    let mut config = uncached_plugin_config();
     config["revocation"]["unknown_keys"] = json!("allow");
     let rig = Rig::builder().plugin_config(&config).start();
     let mut cases = Cases::new();

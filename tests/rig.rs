@@ -163,8 +163,11 @@ fn make_run_rig_serves_the_demo_and_stops_on_sigterm() {
         children: Vec::new(),
     };
 
+    // run.sh prints "keygate rig is ready", then the demo, then "Ctrl-C stops everything."
+    // last: wait for the whole of it, not just the first line.
     let ready = poll(Duration::from_secs(90), Duration::from_millis(100), || {
-        if rig.output().contains("keygate rig is ready") {
+        let output = rig.output();
+        if output.contains("keygate rig is ready") && output.contains("Ctrl-C stops everything") {
             return Some(true);
         }
         rig.child.try_wait().ok().flatten().map(|_| false)

@@ -151,6 +151,15 @@ pub fn default_plugin_config() -> Value {
     })
 }
 
+/// [`default_plugin_config`] with the shared revocation cache off (`revocation.cache.max_entries:
+/// 0`): every check of a non-expiring key is a callout. For the tests of the revocation protocol
+/// itself, which count one callout per request.
+pub fn uncached_plugin_config() -> Value {
+    let mut config = default_plugin_config();
+    config["revocation"]["cache"] = json!({"max_entries": 0});
+    config
+}
+
 /// Envoy's bootstrap, as JSON: listener and admin on port 0, the wasm filter then the router,
 /// cluster `echo` for the upstream and cluster `keyservice` for the filter's callouts.
 pub fn envoy_config(
@@ -172,6 +181,8 @@ pub fn envoy_config(
     };
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        // Histograms reach the admin pages at each flush (default 5 s): sooner for the tests.
+        "stats_flush_interval": "1s",
         "static_resources": {
             "listeners": [{
                 "name": "main",
@@ -395,14 +406,20 @@ pub struct IssuedKey {
 }
 
 impl Keyservice {
-    pub fn start(bin: &Path, dir: &Path, secret: &str) -> Self {
+    /// `keyservice serve` on a free loopback port, plus `extra_args` (e.g.
+    /// `--cache-active-seconds 1`). Settings it would otherwise read from this process's
+    /// environment are removed, so only the arguments count.
+    pub fn start(bin: &Path, dir: &Path, secret: &str, extra_args: &[String]) -> Self {
         let database = format!("sqlite://{}", dir.join("keyservice.db").display());
         let mut command = Command::new(bin);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
             .args(["--admin-token", ADMIN_TOKEN])
+            .args(extra_args)
             .env("JWT_SECRET", secret)
-            .env_remove("KEYSERVICE_ADMIN_TOKEN");
+            .env_remove("KEYSERVICE_ADMIN_TOKEN")
+            .env_remove("KEYSERVICE_CACHE_ACTIVE_SECONDS")
+            .env_remove("KEYSERVICE_CACHE_REVOKED_SECONDS");
         let (proc, addr) = spawn_listening("keyservice", command, dir);
         Keyservice {
             proc,
@@ -479,6 +496,20 @@ impl Keyservice {
             .send()
             .map(|response| response.status().as_u16())
             .unwrap_or_else(|err| panic!("GET /v1/revocations: {err}"))
+    }
+
+    /// `GET /v1/revocations/{sha256}`: the status and `Cache-Control` keyservice answers.
+    pub fn revocation_answer(&self, token: &str) -> (u16, Option<String>) {
+        let response = self
+            .client
+            .get(self.url(&format!("/v1/revocations/{}", sha256_hex(token))))
+            .send()
+            .unwrap_or_else(|err| panic!("GET /v1/revocations: {err}"));
+        let cache_control = response
+            .headers()
+            .get("cache-control")
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        (response.status().as_u16(), cache_control)
     }
 
     /// `keyservice --database … import --name NAME` with the token on stdin.
@@ -572,7 +603,13 @@ struct EnvoyFiles {
     output: PathBuf,
 }
 
-fn spawn_envoy(bins: &Bins, dir: &Path, config: &Value, secret: Option<&str>) -> Proc {
+fn spawn_envoy(
+    bins: &Bins,
+    dir: &Path,
+    config: &Value,
+    secret: Option<&str>,
+    concurrency: u32,
+) -> Proc {
     let files = EnvoyFiles {
         config: dir.join("envoy.json"),
         admin_address: dir.join("envoy-admin-address"),
@@ -591,7 +628,9 @@ fn spawn_envoy(bins: &Bins, dir: &Path, config: &Value, secret: Option<&str>) ->
         .arg(&files.admin_address)
         .arg("--log-path")
         .arg(&files.log)
-        .args(["--concurrency", "1", "--use-dynamic-base-id"])
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .arg("--use-dynamic-base-id")
         // The log file is otherwise flushed every 10s: failure messages show its tail.
         .args(["--file-flush-interval-msec", "100"])
         .args(["-l", "info", "--component-log-level", "wasm:debug"])
@@ -626,6 +665,8 @@ pub struct RigBuilder {
     plugin_config: String,
     target: RevocationTarget,
     envoy_secret: Option<String>,
+    concurrency: u32,
+    keyservice_args: Vec<String>,
 }
 
 impl RigBuilder {
@@ -653,6 +694,19 @@ impl RigBuilder {
         self
     }
 
+    /// Envoy's worker threads (`--concurrency`). Default: 1. With more, each worker runs its own
+    /// Wasm VM; connections are spread over them by the kernel (`SO_REUSEPORT`).
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Extra arguments of `keyservice serve`, e.g. `["--cache-active-seconds", "1"]`.
+    pub fn keyservice_args(mut self, args: &[&str]) -> Self {
+        self.keyservice_args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self
+    }
+
     /// Starts echo-upstream, keyservice and Envoy; returns once Envoy is ready.
     pub fn start(self) -> Rig {
         let bins = bins();
@@ -665,13 +719,20 @@ impl RigBuilder {
             command.args(["--listen", "127.0.0.1:0"]);
             spawn_listening("echo-upstream", command, dir.path())
         };
-        let keyservice = Keyservice::start(&bins.keyservice, dir.path(), SECRET);
+        let keyservice =
+            Keyservice::start(&bins.keyservice, dir.path(), SECRET, &self.keyservice_args);
         let revocation_addr = match self.target {
             RevocationTarget::Keyservice => keyservice.addr,
             RevocationTarget::At(addr) => addr,
         };
         let config = envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config);
-        let mut envoy = spawn_envoy(&bins, dir.path(), &config, self.envoy_secret.as_deref());
+        let mut envoy = spawn_envoy(
+            &bins,
+            dir.path(),
+            &config,
+            self.envoy_secret.as_deref(),
+            self.concurrency,
+        );
         let client = http_client();
         let admin = wait_for_admin(&mut envoy, &dir.path().join("envoy-admin-address"), &client);
         let listener = listener_address(&envoy, admin, &client);
@@ -696,7 +757,13 @@ impl RigBuilder {
             .expect("creating a tempdir");
         let nowhere = closed_port();
         let config = envoy_config(&bins.wasm, nowhere, nowhere, &self.plugin_config);
-        let mut envoy = spawn_envoy(&bins, dir.path(), &config, self.envoy_secret.as_deref());
+        let mut envoy = spawn_envoy(
+            &bins,
+            dir.path(),
+            &config,
+            self.envoy_secret.as_deref(),
+            self.concurrency,
+        );
         let status = envoy.wait_timeout(timeout);
         let log = envoy.log_text();
         let tail = envoy.log_tail(30);
@@ -782,6 +849,8 @@ impl Rig {
             plugin_config: default_plugin_config().to_string(),
             target: RevocationTarget::Keyservice,
             envoy_secret: Some(SECRET.to_owned()),
+            concurrency: 1,
+            keyservice_args: Vec::new(),
         }
     }
 
@@ -843,30 +912,322 @@ impl Rig {
         self.get("/", &headers)
     }
 
+    /// A request on a new TCP connection of its own (`Connection: close`), written byte for
+    /// byte: the path reaches Envoy exactly as given, without the normalisation an HTTP client
+    /// library applies (`/a/../b`, `//b` and `/%61` stay as they are).
+    pub fn raw_request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        raw_http(self.listener, method, path, headers).unwrap_or_else(|err| {
+            panic!(
+                "{method} {path} through Envoy (raw): {err}\n{}",
+                self.envoy.log_tail(30)
+            )
+        })
+    }
+
     /// Envoy's counter `cluster.keyservice.upstream_rq_total`: how many revocation callouts the
     /// filter has made.
     pub fn callouts(&self) -> u64 {
-        const NAME: &str = "cluster.keyservice.upstream_rq_total";
+        self.stat("cluster.keyservice.upstream_rq_total")
+    }
+
+    /// Every counter and gauge on the admin's `/stats?format=json`, by name.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
         let body: Value = self
             .client
-            .get(format!(
-                "http://{}/stats?format=json&filter={NAME}",
-                self.admin
-            ))
+            .get(format!("http://{}/stats?format=json", self.admin))
             .send()
             .and_then(|response| response.json())
-            .unwrap_or_else(|err| panic!("GET /stats: {err}"));
+            .unwrap_or_else(|err| panic!("GET /stats?format=json: {err}"));
         body["stats"]
             .as_array()
-            .and_then(|stats| stats.iter().find(|stat| stat["name"] == NAME))
-            .and_then(|stat| stat["value"].as_u64())
-            .unwrap_or_else(|| panic!("no {NAME} in /stats: {body}"))
+            .unwrap_or_else(|| panic!("/stats?format=json has no stats list: {body}"))
+            .iter()
+            .filter_map(|stat| Some((stat["name"].as_str()?.to_owned(), stat["value"].as_u64()?)))
+            .collect()
+    }
+
+    /// One counter or gauge by the exact name Envoy shows, e.g.
+    /// `wasmcustom.keygate.requests_allowed`. Fails the test when Envoy has no such stat.
+    pub fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats();
+        stats.get(name).copied().unwrap_or_else(|| {
+            let similar: Vec<&String> = stats
+                .keys()
+                .filter(|known| known.contains("keygate") || known.contains(name))
+                .collect();
+            panic!("no stat {name} on /stats; similar ones: {similar:?}")
+        })
+    }
+
+    /// keygate's counter `keygate.<name>` (the filter's name; Envoy shows it as
+    /// `wasmcustom.keygate.<name>`), e.g. `keygate_stat("requests_allowed")`.
+    pub fn keygate_stat(&self, name: &str) -> u64 {
+        self.stat(&format!("{KEYGATE_STATS}{name}"))
+    }
+
+    /// Every keygate counter, by its short name (`requests_allowed`, ...), in one admin call.
+    pub fn keygate_counters(&self) -> BTreeMap<String, u64> {
+        self.stats()
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix(KEYGATE_STATS)?.to_owned(), value)))
+            .collect()
+    }
+
+    /// The names of the histograms on `/stats?format=json` (listed once Envoy has flushed them).
+    pub fn histogram_names(&self) -> Result<Vec<String>, String> {
+        let body: Value = self
+            .client
+            .get(format!("http://{}/stats?format=json", self.admin))
+            .send()
+            .and_then(|response| response.json())
+            .map_err(|err| format!("GET /stats?format=json: {err}"))?;
+        let names = body["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|stat| stat["histograms"]["computed_quantiles"].as_array())
+            .flatten()
+            .filter_map(|histogram| histogram["name"].as_str().map(str::to_owned))
+            .collect();
+        Ok(names)
+    }
+
+    /// A sample of `/stats/prometheus` by its name there, e.g. `keygate_requests_allowed` (Envoy
+    /// drops the `wasmcustom` namespace there and adds no `envoy_` prefix to it); the first
+    /// series' value. `None` while the page does not have it.
+    pub fn prometheus_value(&self, sample: &str) -> Option<u64> {
+        let text = self
+            .client
+            .get(format!("http://{}/stats/prometheus", self.admin))
+            .send()
+            .and_then(|response| response.text())
+            .unwrap_or_else(|err| panic!("GET /stats/prometheus: {err}"));
+        text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            let name = name.split('{').next()?;
+            (name == sample)
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+                .map(|value| value as u64)
+        })
+    }
+
+    /// How many samples a histogram holds, by its name on `/stats/prometheus` (e.g.
+    /// `keygate_callout_latency_ms`), read from `<name>_count`.
+    pub fn histogram_count(&self, prometheus_name: &str) -> Option<u64> {
+        self.prometheus_value(&format!("{prometheus_name}_count"))
+    }
+
+    /// Waits (at most `timeout`) for a histogram to hold at least `samples` samples: Envoy merges
+    /// the workers' histograms at each stats flush (every second in the rig). Returns the count.
+    pub fn wait_for_histogram_count(
+        &self,
+        prometheus_name: &str,
+        samples: u64,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        let mut last = None;
+        poll(timeout, Duration::from_millis(200), || {
+            last = self.histogram_count(prometheus_name);
+            last.filter(|count| *count >= samples)
+        })
+        .ok_or_else(|| {
+            format!(
+                "histogram {prometheus_name} has {last:?} samples after {timeout:?}, expected at least {samples}"
+            )
+        })
+    }
+
+    /// Connections each Envoy worker has accepted on the main listener
+    /// (`listener.127.0.0.1_0.worker_<n>.downstream_cx_total`), indexed by worker.
+    pub fn connections_per_worker(&self) -> Vec<u64> {
+        let mut workers: Vec<(usize, u64)> = self
+            .stats()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let worker = name
+                    .strip_prefix("listener.127.0.0.1_0.worker_")?
+                    .strip_suffix(".downstream_cx_total")?;
+                Some((worker.parse().ok()?, value))
+            })
+            .collect();
+        workers.sort_unstable();
+        workers.into_iter().map(|(_, value)| value).collect()
     }
 
     /// For failure messages: waits for Envoy to flush its log file, then reads its tail.
     pub fn envoy_log_tail(&self, lines: usize) -> String {
         thread::sleep(Duration::from_millis(300));
         self.envoy.log_tail(lines)
+    }
+}
+
+/// The prefix of keygate's stats on Envoy's admin `/stats` page: the filter defines
+/// `keygate.<name>` and Envoy files stats defined by Wasm code under its custom namespace.
+pub const KEYGATE_STATS: &str = "wasmcustom.keygate.";
+
+/// One HTTP/1.1 request on a new connection, written as given (see [`Rig::raw_request`]), and the
+/// response read until Envoy closes the connection.
+pub fn raw_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let stream = send_raw(addr, method, path, headers)?;
+    read_raw(stream, method == "HEAD")
+}
+
+/// Sends one HTTP/1.1 request, written as given, on a new connection (`Connection: close`) and
+/// returns the connection, for [`read_raw`] to read the response, or for the test to drop (the
+/// client going away).
+pub fn send_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT)
+        .map_err(|err| format!("connecting to {addr}: {err}"))?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
+        .map_err(|err| format!("setting socket timeouts: {err}"))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("connection: close\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|err| format!("writing the request: {err}"))?;
+    Ok(stream)
+}
+
+/// Reads the response to a request sent by [`send_raw`]: until it is complete by its framing
+/// (Envoy delays closing the connection after a local reply by a second), or the server closes
+/// the connection. `head_only`: the response to a HEAD request, which has no body.
+pub fn read_raw(mut stream: TcpStream, head_only: bool) -> Result<Reply, String> {
+    let mut bytes = Vec::new();
+    let mut buf = [0_u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes.extend_from_slice(&buf[..n]);
+                if response_complete(&bytes, head_only) {
+                    break;
+                }
+            }
+            // A reset after a complete response still leaves the response to read.
+            Err(err) if !bytes.is_empty() && err.kind() == std::io::ErrorKind::ConnectionReset => {
+                break;
+            }
+            Err(err) => {
+                return Err(format!(
+                    "reading the response ({} bytes so far): {err}",
+                    bytes.len()
+                ));
+            }
+        }
+    }
+    parse_response(&bytes, head_only)
+}
+
+/// Whether `bytes` hold a whole response, by `content-length` or chunked framing.
+fn response_complete(bytes: &[u8], head_only: bool) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    if head_only {
+        return true;
+    }
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let rest = &bytes[end + 4..];
+    let mut length = None;
+    for line in head.split("\r\n").skip(1) {
+        match line.split_once(':') {
+            Some((name, value)) if name.trim() == "content-length" => {
+                length = value.trim().parse::<usize>().ok();
+            }
+            Some((name, value))
+                if name.trim() == "transfer-encoding" && value.contains("chunked") =>
+            {
+                return rest.starts_with(b"0\r\n\r\n") || rest.ends_with(b"\r\n0\r\n\r\n");
+            }
+            _ => {}
+        }
+    }
+    length.is_some_and(|length| rest.len() >= length)
+}
+
+fn parse_response(bytes: &[u8], head_only: bool) -> Result<Reply, String> {
+    let text = || String::from_utf8_lossy(bytes).into_owned();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no complete response head in {:?}", text()))?;
+    let head = String::from_utf8_lossy(&bytes[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("bad status line in {:?}", text()))?;
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        headers
+            .entry(name.trim().to_ascii_lowercase())
+            .or_default()
+            .push(value.trim().to_owned());
+    }
+    let rest = &bytes[end + 4..];
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|values| values.iter().any(|v| v.eq_ignore_ascii_case("chunked")));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        decode_chunked(rest)?
+    } else if let Some(length) = headers
+        .get("content-length")
+        .and_then(|values| values.first())
+        .and_then(|value| value.parse::<usize>().ok())
+    {
+        rest.get(..length)
+            .ok_or_else(|| format!("body shorter than content-length {length}: {:?}", text()))?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("chunked body: no chunk size line")?;
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|err| format!("chunked body: bad size {size_text:?}: {err}"))?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(rest.get(..size).ok_or("chunked body: short chunk")?);
+        rest = rest
+            .get(size + 2..)
+            .ok_or("chunked body: no CRLF after a chunk")?;
     }
 }
 
@@ -905,7 +1266,8 @@ impl Reply {
         }
     }
 
-    fn describe(&self) -> String {
+    /// Status, headers and body, for failure messages.
+    pub fn describe(&self) -> String {
         format!("{} {:?} {:?}", self.status, self.headers, self.body)
     }
 }
@@ -1084,6 +1446,36 @@ pub enum Fault {
     Status(u16),
     /// Answers 200 (the key is fine), but only after this long.
     SlowOk(Duration),
+    /// Answers at once with this status and this `Cache-Control` header.
+    Cached(u16, &'static str),
+    /// Answers this status (no `Cache-Control`) once [`FaultServer::release`] is called, or
+    /// after [`HOLD_LIMIT`] so that a failing test cannot hang: a callout held out for as long
+    /// as the test needs.
+    Held(u16),
+}
+
+/// The longest a [`Fault::Held`] answer waits for its release.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// The gate that [`Fault::Held`] answers wait on.
+#[derive(Default)]
+struct Hold {
+    released: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Hold {
+    fn wait(&self) {
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(released, HOLD_LIMIT, |released| !*released);
+    }
+
+    fn set(&self, released: bool) {
+        *self.released.lock().unwrap_or_else(|e| e.into_inner()) = released;
+        self.changed.notify_all();
+    }
 }
 
 /// A tiny HTTP/1.1 server on a loopback port. Every connection gets one response and is closed.
@@ -1092,6 +1484,7 @@ pub struct FaultServer {
     pub addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
     requests: Arc<Mutex<Vec<String>>>,
+    hold: Arc<Hold>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -1105,16 +1498,18 @@ impl FaultServer {
         let addr = listener.local_addr().expect("fault server address");
         let fault = Arc::new(Mutex::new(fault));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let hold = Arc::new(Hold::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (fault, requests, stop) = (fault.clone(), requests.clone(), stop.clone());
+            let (fault, requests, hold, stop) =
+                (fault.clone(), requests.clone(), hold.clone(), stop.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let fault = *fault.lock().unwrap_or_else(|e| e.into_inner());
-                            let requests = requests.clone();
-                            thread::spawn(move || serve_fault(stream, fault, &requests));
+                            let (requests, hold) = (requests.clone(), hold.clone());
+                            thread::spawn(move || serve_fault(stream, fault, &requests, &hold));
                         }
                         Err(_) => thread::sleep(Duration::from_millis(5)),
                     }
@@ -1126,6 +1521,7 @@ impl FaultServer {
             addr,
             fault,
             requests,
+            hold,
             stop,
             thread: Some(thread),
         }
@@ -1133,6 +1529,25 @@ impl FaultServer {
 
     pub fn set(&self, fault: Fault) {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
+    /// Lets every [`Fault::Held`] answer go, those waiting and those to come (until
+    /// [`FaultServer::hold_again`]).
+    pub fn release(&self) {
+        self.hold.set(true);
+    }
+
+    /// [`Fault::Held`] answers wait again, from now on, until the next `release`.
+    pub fn hold_again(&self) {
+        self.hold.set(false);
+    }
+
+    /// How many requests it has received so far.
+    pub fn request_count(&self) -> usize {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Stops listening: connections to `addr` are refused from now on.
@@ -1154,11 +1569,12 @@ impl FaultServer {
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
+        self.release();
         self.close();
     }
 }
 
-fn serve_fault(mut stream: TcpStream, fault: Fault, requests: &Mutex<Vec<String>>) {
+fn serve_fault(mut stream: TcpStream, fault: Fault, requests: &Mutex<Vec<String>>, hold: &Hold) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
@@ -1186,16 +1602,24 @@ fn serve_fault(mut stream: TcpStream, fault: Fault, requests: &Mutex<Vec<String>
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(format!("{method} {path} host={host}"));
-    let status = match fault {
-        Fault::Status(status) => status,
+    let (status, cache_control) = match fault {
+        Fault::Status(status) => (status, None),
         Fault::SlowOk(delay) => {
             thread::sleep(delay);
-            200
+            (200, None)
+        }
+        Fault::Cached(status, cache_control) => (status, Some(cache_control)),
+        Fault::Held(status) => {
+            hold.wait();
+            (status, None)
         }
     };
+    let cache_control = cache_control
+        .map(|value| format!("cache-control: {value}\r\n"))
+        .unwrap_or_default();
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} Fault\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        "HTTP/1.1 {status} Fault\r\n{cache_control}content-length: 0\r\nconnection: close\r\n\r\n"
     );
     let _ = stream.flush();
 }

@@ -1,0 +1,530 @@
+//! The decision, natively: routes, credentials, providers, grants and revocation policy.
+
+use super::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+
+use crate::revocation::token_digest;
+
+const NOW: u64 = 1_700_000_000;
+
+fn gate(extra: &str) -> Gate {
+    let json =
+        format!(r#"{{"secret":{{"inline":"s"}},"revocation":{{"cluster":"keyservice"{extra}}}}}"#);
+    Gate::new(
+        Config::parse(json.as_bytes(), &|_| None).unwrap(),
+        Metrics::default(),
+    )
+}
+
+fn gate_with(top: &str) -> Gate {
+    let json = format!(r#"{{"secret":{{"inline":"s"}},{top},"revocation":{{"cluster":"k"}}}}"#);
+    Gate::new(
+        Config::parse(json.as_bytes(), &|_| None).unwrap(),
+        Metrics::default(),
+    )
+}
+
+/// Decides on a request whose only header of interest is `authorization`.
+fn decide_with(gate: &Gate, authorization: Option<&[u8]>) -> Decision {
+    let sources = vec![authorization.map(<[u8]>::to_vec)];
+    gate.decide(
+        &RequestHead {
+            sources: &sources,
+            ..RequestHead::default()
+        },
+        NOW,
+    )
+}
+
+fn token(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"s"),
+    )
+    .unwrap()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn headers(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.map(str::to_owned)))
+        .collect()
+}
+
+#[test]
+fn an_expiring_token_is_allowed_without_a_callout() {
+    let t = token(json!({"user_id": "u1", "org_id": "o1", "iat": NOW, "exp": NOW + 60}));
+    let decision = decide_with(&gate(""), Some(bearer(&t).as_bytes()));
+    let expected = headers(&[("x-user-id", Some("u1")), ("x-org-id", Some("o1"))]);
+    assert_eq!(decision, Decision::Allow(Grant { headers: expected }));
+}
+
+#[test]
+fn absent_claims_remove_the_header_so_spoofed_copies_are_dropped() {
+    let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
+    let Decision::Allow(grant) = decide_with(&gate(""), Some(bearer(&t).as_bytes())) else {
+        panic!("expected allow");
+    };
+    assert_eq!(grant.headers[1], ("x-org-id".to_owned(), None));
+}
+
+#[test]
+fn a_non_expiring_token_needs_a_revocation_check_by_digest() {
+    let t = token(json!({"user_id": "u1", "iat": NOW}));
+    let Decision::CheckRevocation(pending) = decide_with(&gate(""), Some(bearer(&t).as_bytes()))
+    else {
+        panic!("expected a revocation check");
+    };
+    assert_eq!(
+        pending.path,
+        format!("/v1/revocations/{}", token_digest(&t))
+    );
+    assert_eq!(pending.digest, crate::revocation::digest(&t));
+    assert_eq!(
+        pending.grant.headers[0],
+        ("x-user-id".into(), Some("u1".into()))
+    );
+}
+
+#[test]
+fn check_all_checks_expiring_tokens_too() {
+    let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
+    let decision = decide_with(&gate(r#","check":"all""#), Some(bearer(&t).as_bytes()));
+    assert!(
+        matches!(decision, Decision::CheckRevocation(_)),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn credential_and_token_failures_are_denied_with_their_reason() {
+    let g = gate("");
+    let expired = token(json!({"user_id": "u1", "exp": NOW - 3600}));
+    let cases: Vec<(Option<Vec<u8>>, DenyReason)> = vec![
+        (None, DenyReason::Credential(CredentialError::Missing)),
+        (
+            // Another scheme is no bearer token: nothing was presented.
+            Some(b"Basic dTpw".to_vec()),
+            DenyReason::Credential(CredentialError::Missing),
+        ),
+        (
+            Some(b"Bearer \xff\xfe".to_vec()),
+            DenyReason::Credential(CredentialError::Malformed),
+        ),
+        (
+            Some(bearer(&"a".repeat(9000)).into_bytes()),
+            DenyReason::Credential(CredentialError::TooLarge),
+        ),
+        (
+            Some(bearer(&expired).into_bytes()),
+            DenyReason::Token(Rejection::Expired),
+        ),
+        (
+            Some(bearer("x.y.z").into_bytes()),
+            DenyReason::Token(Rejection::Malformed),
+        ),
+    ];
+    for (header, reason) in cases {
+        let decision = decide_with(&g, header.as_deref());
+        assert_eq!(decision, Decision::Deny(reason), "{header:?}");
+    }
+}
+
+#[test]
+fn claim_values_with_control_characters_are_refused() {
+    let t = token(json!({"user_id": "u1\r\nx-admin: true", "exp": NOW + 60}));
+    assert_eq!(
+        decide_with(&gate(""), Some(bearer(&t).as_bytes())),
+        Decision::Deny(DenyReason::Token(Rejection::Malformed))
+    );
+}
+
+#[test]
+fn numbers_booleans_and_arrays_become_header_values_and_objects_are_left_out() {
+    let g = gate_with(r#""claims_to_headers":{"n":"x-n","b":"x-b","a":"x-a","o":"x-o"}"#);
+    let t = token(json!({"n": 42, "b": true, "a": [1], "o": {"k": 1}, "exp": NOW + 60}));
+    let Decision::Allow(grant) = decide_with(&g, Some(bearer(&t).as_bytes())) else {
+        panic!("expected allow");
+    };
+    assert_eq!(
+        &grant.headers[..4],
+        // Claims are kept in name order.
+        &headers(&[
+            ("x-a", Some("1")),
+            ("x-b", Some("true")),
+            ("x-n", Some("42")),
+            ("x-o", None)
+        ])[..]
+    );
+}
+
+#[test]
+fn payload_header_and_authorization_stripping() {
+    let g = gate_with(r#""payload_header":"x-jwt-payload","strip_authorization":true"#);
+    let t = token(json!({"user_id": "u1", "exp": NOW + 60}));
+    let Decision::Allow(grant) = decide_with(&g, Some(bearer(&t).as_bytes())) else {
+        panic!("expected allow");
+    };
+    let payload = t.split('.').nth(1).unwrap();
+    assert_eq!(
+        grant.headers[2],
+        ("x-jwt-payload".into(), Some(payload.into()))
+    );
+    assert_eq!(grant.headers[3], ("authorization".into(), None));
+}
+
+#[test]
+fn revocation_answers_follow_the_configured_policies() {
+    let grant = Grant { headers: vec![] };
+    let allow = Decision::Allow(grant.clone());
+    let cases = [
+        ("", RevocationStatus::Active, allow.clone()),
+        (
+            "",
+            RevocationStatus::Revoked,
+            Decision::Deny(DenyReason::Revoked),
+        ),
+        (
+            "",
+            RevocationStatus::Unknown,
+            Decision::Deny(DenyReason::UnknownKey),
+        ),
+        (
+            "",
+            RevocationStatus::Unavailable,
+            Decision::Deny(DenyReason::Unavailable),
+        ),
+        (
+            r#","unknown_keys":"allow""#,
+            RevocationStatus::Unknown,
+            allow.clone(),
+        ),
+        (
+            r#","unknown_keys":"allow""#,
+            RevocationStatus::Revoked,
+            Decision::Deny(DenyReason::Revoked),
+        ),
+        (
+            r#","failure_mode":"allow""#,
+            RevocationStatus::Unavailable,
+            allow.clone(),
+        ),
+        (
+            r#","failure_mode":"allow""#,
+            RevocationStatus::Unknown,
+            Decision::Deny(DenyReason::UnknownKey),
+        ),
+    ];
+    for (extra, status, expected) in cases {
+        assert_eq!(
+            gate(extra).after_revocation(status, grant.clone()),
+            expected,
+            "{extra} {status:?}"
+        );
+    }
+}
+
+#[test]
+fn arbitrary_and_mutated_input_never_panics_and_never_allows_a_forgery() {
+    let g = gate("");
+    let valid = bearer(&token(json!({"user_id": "u1", "exp": NOW + 60})));
+    let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
+    for round in 0..20_000 {
+        let mut input = valid.clone().into_bytes();
+        // Flip, drop or insert a few bytes after the scheme, or use pure noise.
+        if round % 4 == 0 {
+            let len = (next() % 64) as usize;
+            input = (0..len).map(|_| next() as u8).collect();
+        } else {
+            for _ in 0..=(next() % 3) {
+                let at = 7 + (next() as usize) % (input.len() - 7);
+                match next() % 3 {
+                    0 => input[at] = next() as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    _ => input.insert(at, next() as u8),
+                }
+            }
+        }
+        let decision = decide_with(&g, Some(&input));
+        if input != valid.as_bytes() {
+            // A changed token can only pass if the change was in base64 padding bits.
+            if let Decision::Allow(grant) = &decision {
+                assert_eq!(grant.headers[0], ("x-user-id".into(), Some("u1".into())));
+            }
+        }
+    }
+}
+
+mod providers {
+    use super::*;
+    use crate::remote_jwks::FetchKind;
+    use crate::test_keys::{self, jwk};
+
+    /// A gate with an HS256 API-key provider and an RS256 session-token provider (Clerk-like:
+    /// issuer, cookie or header, claims from `sub`), plus a remote-JWKS provider.
+    fn gate() -> Gate {
+        let json = json!({
+            "revocation": {"cluster": "keyservice"},
+            "providers": [
+                {"name": "api-keys", "secret": {"inline": "s"}},
+                {
+                    "name": "clerk",
+                    "issuer": "https://clerk.example.com",
+                    "jwks": {"keys": [jwk(test_keys::rsa(), "clerk-1", None)]},
+                    "algorithms": ["RS256"],
+                    "sources": [{"cookie": "__session"}, {"header": "authorization", "prefix": "Bearer "}],
+                    "claims_to_headers": {"sub": "x-user-id", "org.id": "x-org-id"},
+                    "strip_source": true
+                },
+                {
+                    "name": "remote",
+                    "issuer": "https://idp.example",
+                    "remote_jwks": {"cluster": "idp", "min_refetch_seconds": 30},
+                    "algorithms": ["EdDSA"]
+                }
+            ]
+        });
+        Gate::new(
+            Config::parse(json.to_string().as_bytes(), &|_| None).unwrap(),
+            Metrics::default(),
+        )
+    }
+
+    /// `authorization` and `cookie` values (the gate's source headers, in order).
+    fn decide_sources(gate: &Gate, authorization: Option<&str>, cookie: Option<&str>) -> Decision {
+        assert_eq!(gate.source_headers(), ["authorization", "cookie"]);
+        let sources = vec![
+            authorization.map(|v| v.as_bytes().to_vec()),
+            cookie.map(|v| v.as_bytes().to_vec()),
+        ];
+        gate.decide(
+            &RequestHead {
+                sources: &sources,
+                ..RequestHead::default()
+            },
+            NOW,
+        )
+    }
+
+    fn session(claims: Value) -> String {
+        test_keys::sign(test_keys::rsa(), Algorithm::RS256, Some("clerk-1"), &claims)
+    }
+
+    fn clerk_claims() -> Value {
+        json!({"iss": "https://clerk.example.com", "sub": "user_2x", "org": {"id": "org_7"}, "exp": NOW + 60})
+    }
+
+    #[test]
+    fn an_api_key_and_a_session_token_go_to_their_providers() {
+        let gate = gate();
+        let key = token(json!({"user_id": "u1", "exp": NOW + 60}));
+        let Decision::Allow(grant) = decide_sources(&gate, Some(&bearer(&key)), None) else {
+            panic!("API key allowed");
+        };
+        assert_eq!(
+            grant.headers,
+            headers(&[("x-user-id", Some("u1")), ("x-org-id", None)])
+        );
+
+        let cookie = format!("theme=dark; __session={}", session(clerk_claims()));
+        let Decision::Allow(grant) = decide_sources(&gate, None, Some(&cookie)) else {
+            panic!("session allowed");
+        };
+        assert_eq!(
+            grant.headers,
+            headers(&[
+                ("x-user-id", Some("user_2x")),
+                ("x-org-id", Some("org_7")),
+                // strip_source: the session cookie does not go upstream.
+                ("cookie", Some("theme=dark")),
+            ])
+        );
+        let header = bearer(&session(clerk_claims()));
+        assert!(matches!(
+            decide_sources(&gate, Some(&header), None),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn a_session_token_never_needs_a_revocation_check_by_default() {
+        let mut claims = clerk_claims();
+        claims.as_object_mut().unwrap().remove("exp");
+        let cookie = format!("__session={}", session(claims));
+        assert!(matches!(
+            decide_sources(&gate(), None, Some(&cookie)),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn disagreeing_credentials_are_refused_and_agreeing_ones_accepted() {
+        let gate = gate();
+        let one = session(clerk_claims());
+        let mut other_claims = clerk_claims();
+        other_claims["sub"] = json!("user_other");
+        let other = session(other_claims);
+        assert_eq!(
+            decide_sources(
+                &gate,
+                Some(&bearer(&one)),
+                Some(&format!("__session={other}"))
+            ),
+            Decision::Deny(DenyReason::Credential(CredentialError::Ambiguous))
+        );
+        assert!(matches!(
+            decide_sources(
+                &gate,
+                Some(&bearer(&one)),
+                Some(&format!("__session={one}"))
+            ),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn issuer_and_source_route_and_mismatches_are_refused() {
+        let gate = gate();
+        // An API key in the cookie: no provider without an issuer reads cookies.
+        let key = token(json!({"user_id": "u1", "exp": NOW + 60}));
+        assert_eq!(
+            decide_sources(&gate, None, Some(&format!("__session={key}"))),
+            Decision::Deny(DenyReason::Token(Rejection::NoProvider))
+        );
+        // A session token claiming an unknown issuer falls back to the API-key provider,
+        // which does not allow RS256.
+        let mut claims = clerk_claims();
+        claims["iss"] = json!("https://evil.example");
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&session(claims))), None),
+            Decision::Deny(DenyReason::Token(Rejection::DisallowedAlgorithm))
+        );
+        // Algorithm confusion: HS256 signed with the RSA public key, claiming Clerk's issuer.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("clerk-1".into());
+        let forged = encode(
+            &header,
+            &clerk_claims(),
+            &EncodingKey::from_secret(test_keys::rsa().jwk.to_string().as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&forged)), None),
+            Decision::Deny(DenyReason::Token(Rejection::DisallowedAlgorithm))
+        );
+    }
+
+    #[test]
+    fn a_remote_provider_without_keys_holds_requests_and_refetches_on_unknown_kids() {
+        let gate = gate();
+        let ed = test_keys::ed25519();
+        let claims = json!({"iss": "https://idp.example", "sub": "u", "exp": NOW + 60});
+        let token = test_keys::sign(&ed, Algorithm::EdDSA, Some("k2"), &claims);
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&token)), None),
+            Decision::AwaitKeys { provider: 2 }
+        );
+        // Keys arrive, without k2: the first unknown kid asks for a refetch and waits...
+        let jwks = gate.providers[2].jwks.as_ref().unwrap();
+        let KeyMaterial::Remote(remote) = &gate.config.providers[2].keys else {
+            panic!("remote");
+        };
+        let document = json!({"keys": [jwk(&ed, "k1", None)]}).to_string();
+        jwks.borrow_mut()
+            .started(1, FetchKind::Keys, NOW * 1000 - 60_000);
+        jwks.borrow_mut().on_response(
+            remote,
+            &[Algorithm::EdDSA],
+            Some(200),
+            Some(document.as_bytes()),
+            NOW * 1000 - 60_000,
+        );
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&token)), None),
+            Decision::AwaitKeys { provider: 2 }
+        );
+        // ...and once that refetch has happened, the kid is refused.
+        jwks.borrow_mut().started(2, FetchKind::Keys, NOW * 1000);
+        jwks.borrow_mut().on_response(
+            remote,
+            &[Algorithm::EdDSA],
+            Some(200),
+            Some(document.as_bytes()),
+            NOW * 1000,
+        );
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&token)), None),
+            Decision::Deny(DenyReason::Token(Rejection::UnknownKid))
+        );
+        let signed_k1 = test_keys::sign(&ed, Algorithm::EdDSA, Some("k1"), &claims);
+        assert!(matches!(
+            decide_sources(&gate, Some(&bearer(&signed_k1)), None),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn missing_keys_fail_closed_or_open_as_configured() {
+        for (extra, expected) in [
+            (
+                r#""until_ready":"fail""#,
+                Decision::Deny(DenyReason::KeysUnavailable),
+            ),
+            (
+                r#""until_ready":"fail","failure_mode":"allow""#,
+                Decision::Allow(Grant {
+                    headers: headers(&[("x-user-id", None), ("x-org-id", None)]),
+                }),
+            ),
+        ] {
+            let json = format!(
+                r#"{{"providers":[{{"name":"idp","remote_jwks":{{"cluster":"idp",{extra}}}}}]}}"#
+            );
+            let gate = Gate::new(
+                Config::parse(json.as_bytes(), &|_| None).unwrap(),
+                Metrics::default(),
+            );
+            let ed = test_keys::ed25519();
+            let token = test_keys::sign(&ed, Algorithm::EdDSA, Some("k"), &json!({}));
+            assert_eq!(
+                decide_with(&gate, Some(bearer(&token).as_bytes())),
+                expected,
+                "{extra}"
+            );
+        }
+    }
+}
+
+#[test]
+fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
+    let json = r#"{"secret":{"inline":"s"},"strip_authorization":true,"rules":[{"match":{"path":"/healthz"},"action":"allow"}],"revocation":{"cluster":"k"}}"#;
+    let gate = Gate::new(
+        Config::parse(json.as_bytes(), &|_| None).unwrap(),
+        Metrics::default(),
+    );
+    let sources = vec![Some(b"Bearer a.b.c".to_vec())];
+    let head = RequestHead {
+        sources: &sources,
+        path: Some(b"/healthz"),
+        method: Some(b"GET"),
+        passing_preflight: false,
+    };
+    assert_eq!(
+        gate.decide(&head, NOW),
+        Decision::Allow(Grant {
+            headers: headers(&[
+                ("x-user-id", None),
+                ("x-org-id", None),
+                ("authorization", None)
+            ])
+        })
+    );
+}

@@ -1,0 +1,54 @@
+//! Requests held until their provider's keys arrive: the first JWKS, or a re-fetch after a token
+//! named an unknown `kid`. What the decision read is kept, so it can run again.
+
+/// An owned copy of what the decision reads of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedHead {
+    pub sources: Vec<Option<Vec<u8>>>,
+    pub path: Option<Vec<u8>>,
+    pub method: Option<Vec<u8>>,
+    pub passing_preflight: bool,
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub context_id: u32,
+    /// When to give up waiting, in milliseconds since the Unix epoch.
+    pub deadline_ms: u64,
+    pub head: OwnedHead,
+}
+
+/// Takes the parked requests whose deadline has passed at `now_ms`.
+pub fn take_expired(parked: &mut Vec<Parked>, now_ms: u64) -> Vec<Parked> {
+    let (expired, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(parked)
+        .into_iter()
+        .partition(|p| p.deadline_ms <= now_ms);
+    *parked = waiting;
+    expired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parked(context_id: u32, deadline_ms: u64) -> Parked {
+        Parked {
+            context_id,
+            deadline_ms,
+            head: OwnedHead::default(),
+        }
+    }
+
+    #[test]
+    fn only_requests_past_their_deadline_are_taken() {
+        let mut waiting = vec![parked(1, 100), parked(2, 200), parked(3, 150)];
+        let expired = take_expired(&mut waiting, 150);
+        assert_eq!(
+            expired.iter().map(|p| p.context_id).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].context_id, 2);
+    }
+}

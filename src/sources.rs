@@ -1,0 +1,243 @@
+//! Where tokens come from: a header (with a scheme prefix such as `Bearer `), a cookie (Clerk's
+//! `__session`), or a query parameter; and how to remove one before the request goes upstream.
+
+use std::fmt;
+
+use crate::credential::{CredentialError, bearer_token};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `prefix` is matched case-insensitively and may be empty (the whole value is the token).
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Cookie(String),
+    Query(String),
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header { name, .. } => write!(f, "header {name}"),
+            Self::Cookie(name) => write!(f, "cookie {name}"),
+            Self::Query(name) => write!(f, "query parameter {name}"),
+        }
+    }
+}
+
+impl TokenSource {
+    pub fn authorization_bearer() -> Self {
+        Self::Header {
+            name: "authorization".to_owned(),
+            prefix: "Bearer ".to_owned(),
+        }
+    }
+
+    /// The request header this source reads.
+    pub fn header_name(&self) -> &str {
+        match self {
+            Self::Header { name, .. } => name,
+            Self::Cookie(_) => "cookie",
+            Self::Query(_) => ":path",
+        }
+    }
+
+    /// The token in `value` (the value of `header_name()`), if this source holds one.
+    pub fn extract<'a>(
+        &self,
+        value: &'a str,
+        max_token_bytes: usize,
+    ) -> Result<Option<&'a str>, CredentialError> {
+        let token = match self {
+            Self::Header { prefix, .. } if prefix.trim().eq_ignore_ascii_case("bearer") => {
+                return match bearer_token(Some(value), max_token_bytes) {
+                    Ok(token) => Ok(Some(token)),
+                    Err(CredentialError::Missing | CredentialError::OtherScheme) => Ok(None),
+                    Err(error) => Err(error),
+                };
+            }
+            Self::Header { prefix, .. } => {
+                let value = value.trim();
+                match value.get(..prefix.len()) {
+                    Some(head) if head.eq_ignore_ascii_case(prefix) => value[prefix.len()..].trim(),
+                    _ => return Ok(None),
+                }
+            }
+            Self::Cookie(name) => match cookie_value(value, name) {
+                Some(token) => token,
+                None => return Ok(None),
+            },
+            Self::Query(name) => match query_value(value, name) {
+                Some(token) => token,
+                None => return Ok(None),
+            },
+        };
+        if token.is_empty() {
+            return Ok(None);
+        }
+        if token.len() > max_token_bytes {
+            return Err(CredentialError::TooLarge);
+        }
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+        {
+            return Err(CredentialError::Malformed);
+        }
+        Ok(Some(token))
+    }
+
+    /// The header value with this source's token removed (`None`: remove the header).
+    pub fn without_token(&self, value: &str) -> Option<String> {
+        match self {
+            Self::Header { .. } => None,
+            Self::Cookie(name) => {
+                let kept: Vec<&str> = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|pair| !pair.is_empty() && cookie_name(pair) != name)
+                    .collect();
+                (!kept.is_empty()).then(|| kept.join("; "))
+            }
+            Self::Query(name) => {
+                // Never `None` here: that would remove `:path` itself.
+                let Some((path, query)) = value.split_once('?') else {
+                    return Some(value.to_owned());
+                };
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+                    .collect();
+                Some(if kept.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                })
+            }
+        }
+    }
+}
+
+fn cookie_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name).trim()
+}
+
+fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim() == name).then(|| value.trim().trim_matches('"'))
+    })
+}
+
+fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let query = path.split_once('?')?.1;
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64;
+
+    fn header(name: &str, prefix: &str) -> TokenSource {
+        TokenSource::Header {
+            name: name.into(),
+            prefix: prefix.into(),
+        }
+    }
+
+    #[test]
+    fn each_source_finds_its_token() {
+        let cases = [
+            (
+                TokenSource::authorization_bearer(),
+                "Bearer a.b.c",
+                Some("a.b.c"),
+            ),
+            (
+                TokenSource::authorization_bearer(),
+                "bearer  a.b.c",
+                Some("a.b.c"),
+            ),
+            (TokenSource::authorization_bearer(), "Basic dTpw", None),
+            (header("x-api-key", ""), " a.b.c ", Some("a.b.c")),
+            (header("x-auth", "Token "), "token a.b.c", Some("a.b.c")),
+            (header("x-auth", "Token "), "Bearer a.b.c", None),
+            (
+                TokenSource::Cookie("__session".into()),
+                "theme=dark; __session=a.b.c; x=1",
+                Some("a.b.c"),
+            ),
+            (
+                TokenSource::Cookie("__session".into()),
+                "__session_other=z",
+                None,
+            ),
+            (
+                TokenSource::Cookie("__session".into()),
+                "__session=\"a.b\"",
+                Some("a.b"),
+            ),
+            (
+                TokenSource::Query("token".into()),
+                "/p?x=1&token=a.b.c#f",
+                Some("a.b.c"),
+            ),
+            (TokenSource::Query("token".into()), "/p?tokens=a", None),
+            (TokenSource::Query("token".into()), "/p", None),
+            (TokenSource::Query("token".into()), "/p?token=", None),
+        ];
+        for (source, value, expected) in cases {
+            assert_eq!(
+                source.extract(value, MAX),
+                Ok(expected),
+                "{source} {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_and_characters_are_checked_for_every_source() {
+        let long = "a".repeat(MAX + 1);
+        let cookie = TokenSource::Cookie("s".into());
+        assert_eq!(
+            cookie.extract(&format!("s={long}"), MAX),
+            Err(CredentialError::TooLarge)
+        );
+        assert_eq!(
+            cookie.extract("s=a<b", MAX),
+            Err(CredentialError::Malformed)
+        );
+        assert_eq!(
+            TokenSource::Query("t".into()).extract("/?t=a%20b", MAX),
+            Err(CredentialError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_source_can_be_removed_from_its_header() {
+        let cookie = TokenSource::Cookie("__session".into());
+        assert_eq!(
+            cookie.without_token("a=1; __session=t; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(cookie.without_token("__session=t"), None);
+        let query = TokenSource::Query("token".into());
+        assert_eq!(
+            query.without_token("/p?a=1&token=t&b=2").as_deref(),
+            Some("/p?a=1&b=2")
+        );
+        assert_eq!(query.without_token("/p?token=t").as_deref(), Some("/p"));
+        assert_eq!(query.without_token("/p").as_deref(), Some("/p"));
+        assert_eq!(
+            TokenSource::authorization_bearer().without_token("Bearer t"),
+            None
+        );
+    }
+}
