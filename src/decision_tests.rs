@@ -528,3 +528,42 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
         })
     );
 }
+
+#[test]
+fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
+    let json = json!({
+        "revocation": {"cluster": "k"},
+        "token_cache": {"max_entries": 10},
+        "providers": [
+            {"name": "api-keys", "secret": {"inline": "s"}},
+            {"name": "sessions", "issuer": "https://idp.example", "secret": {"inline": "other"},
+             "sources": [{"cookie": "__session"}]}
+        ]
+    });
+    let gate = Gate::new(
+        Config::parse(json.to_string().as_bytes(), &|_| None).unwrap(),
+        Metrics::default(),
+    );
+    let key = token(json!({"user_id": "u1", "exp": NOW + 60}));
+    let decide = |authorization: Option<String>, cookie: Option<String>| {
+        let sources = vec![
+            authorization.map(String::into_bytes),
+            cookie.map(String::into_bytes),
+        ];
+        gate.decide(
+            &RequestHead {
+                sources: &sources,
+                ..RequestHead::default()
+            },
+            NOW,
+        )
+    };
+    assert!(matches!(
+        decide(Some(bearer(&key)), None),
+        Decision::Allow(_)
+    ));
+    assert_eq!(
+        decide(None, Some(format!("__session={key}"))),
+        Decision::Deny(DenyReason::Token(Rejection::NoProvider))
+    );
+}

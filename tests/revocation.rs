@@ -92,9 +92,17 @@ fn a_request_body_waits_for_the_revocation_answer() {
         )
     };
 
+    let reply = post(&rig);
     cases.check(
         "POST with a 256 KiB body and an active non-expiring key: allowed",
-        expect_allowed(&post(&rig), Some("frank"), None),
+        expect_allowed(&reply, Some("frank"), None),
+    );
+    cases.check(
+        "the whole body reached the upstream",
+        match reply.echo().map(|echo| echo["body_bytes"].clone()) {
+            Ok(size) if size == 256 * 1024 => Ok(()),
+            other => Err(format!("echoed body size {other:?}")),
+        },
     );
     rig.keyservice.revoke(&issued.id);
     cases.check(

@@ -1,8 +1,9 @@
 //! echo-upstream: the upstream behind Envoy in keygate's rig and integration tests.
 //!
 //! Answers every request (any method, any path) with `200` and a JSON echo of what reached it:
-//! `{"method": "GET", "path": "/a?b=c", "headers": {"x-user-id": "u1", ...}}`. Header names are
-//! lowercase; repeated headers are joined with `", "`. The tests read the echo to see exactly
+//! `{"method": "GET", "path": "/a?b=c", "headers": {"x-user-id": "u1", ...}, "body_bytes": 0}`.
+//! Header names are lowercase; repeated headers are joined with `", "`. The body is read to its
+//! end (answering before that would make the proxy see a reset upload) and only its size echoed. The tests read the echo to see exactly
 //! which headers the filter let through, added or removed.
 
 use std::io::Write;
@@ -22,7 +23,16 @@ struct Args {
     listen: SocketAddr,
 }
 
+/// Bodies above this are not read to the end; their size is echoed as `null`.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 async fn echo(request: Request) -> Json<Value> {
+    let (parts, body) = request.into_parts();
+    let body_bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .ok()
+        .map(|bytes| bytes.len());
+    let request = Request::from_parts(parts, ());
     let mut headers = Map::new();
     for name in request.headers().keys() {
         let joined = request
@@ -42,6 +52,7 @@ async fn echo(request: Request) -> Json<Value> {
         "method": request.method().as_str(),
         "path": path,
         "headers": headers,
+        "body_bytes": body_bytes,
     }))
 }
 
