@@ -6,7 +6,10 @@
 #   3. a request without a key is refused (401);
 #   4. the key is revoked;
 #   5. the same request with the revoked key is refused: 401 "Revoked token", once the edge's
-#      cached "active" answer has expired (KEYSERVICE_CACHE_ACTIVE_SECONDS, 2 s in the rig).
+#      cached "active" answer has expired (KEYSERVICE_CACHE_ACTIVE_SECONDS, 2 s in the rig);
+#   6–9. over the edge, with the keys:write key that run.sh bootstrapped with the CLI
+#      ($KEYGATE_RUN_DIR/keys-write.key, or KEYS_WRITE_KEY): create a key for alice@acme, list
+#      acme's keys, see the new key (no keys:write) refused on /v1/keys, and revoke it.
 #
 # The lines between "demo:begin" and "demo:end" are what scripts/run.sh prints for pasting into
 # a shell. Needs curl and python3. Override KEYSERVICE, ENVOY or KEYSERVICE_ADMIN_TOKEN to point
@@ -47,5 +50,35 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
   sleep 1
 done
 curl -sS -i "$ENVOY/hello?from=demo" -H "authorization: Bearer $KEY"
+echo
+
+# The keys:write key: run.sh's (if this keyservice knows it), else one from the admin API.
+KEYS_WRITE_KEY=${KEYS_WRITE_KEY:-$(cat "${KEYGATE_RUN_DIR:-.run}/keys-write.key" 2>/dev/null || true)}
+if [ -z "$KEYS_WRITE_KEY" ] || [ "$(curl -sS -o /dev/null -w '%{http_code}' \
+  "$KEYSERVICE/v1/revocations/$(printf '%s' "$KEYS_WRITE_KEY" | sha256sum | cut -d' ' -f1)")" != 200 ]; then
+  KEYS_WRITE_KEY=$(curl -sS --fail-with-body -X POST "$KEYSERVICE/v1/keys" \
+    -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+    -d '{"user_id": "alice", "org_id": "acme", "name": "demo keys:write", "scopes": ["keys:write"]}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+fi
+
+echo "== 6. Over the edge with the keys:write key: create a key (POST $ENVOY/v1/keys)"
+CREATED=$(curl -sS --fail-with-body -X POST "$ENVOY/v1/keys" \
+  -H "authorization: Bearer $KEYS_WRITE_KEY" -H 'content-type: application/json' \
+  -d '{"name": "made at the edge"}')
+echo "$CREATED"
+NEW_KEY=$(printf '%s' "$CREATED" | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+NEW_ID=$(printf '%s' "$CREATED" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+
+echo "== 7. List acme's keys over the edge (GET $ENVOY/v1/keys)"
+curl -sS --fail-with-body "$ENVOY/v1/keys" -H "authorization: Bearer $KEYS_WRITE_KEY"
+echo
+
+echo "== 8. The new key lacks keys:write: the edge refuses it on /v1/keys (403)"
+curl -sS -i "$ENVOY/v1/keys" -H "authorization: Bearer $NEW_KEY"
+echo
+
+echo "== 9. Revoke the new key over the edge (DELETE $ENVOY/v1/keys/$NEW_ID)"
+curl -sS -i -X DELETE "$ENVOY/v1/keys/$NEW_ID" -H "authorization: Bearer $KEYS_WRITE_KEY"
 echo
 # demo:end

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The keygate rig, in the foreground (`make run` builds everything first, then runs this):
 #
-#   keyservice     http://127.0.0.1:8081   SQLite at .run/keyservice.db
+#   keyservice     http://127.0.0.1:8081   SQLite at .run/keyservice.db (or $DATABASE_URL)
 #   echo-upstream  http://127.0.0.1:8080
 #   Envoy          http://127.0.0.1:10000  admin http://127.0.0.1:9901, config envoy/envoy.yaml
 #
@@ -12,8 +12,15 @@
 #                           (development default: dev-admin-token)
 #   KEYSERVICE_CACHE_ACTIVE_SECONDS  how long the edge may cache an "active" answer, so how long
 #                           a revocation takes to reach it (rig default: 2; keyservice's own: 30)
+#   DATABASE_URL            keyservice's database (default: sqlite://$KEYGATE_RUN_DIR/keyservice.db;
+#                           postgres://USER:PASSWORD@HOST:PORT/DB for PostgreSQL)
 #   ENVOY_BIN, KEYSERVICE_BIN, ECHO_UPSTREAM_BIN   binaries (defaults: .venv/bin/envoy, target/debug/*)
 #   KEYGATE_RUN_DIR         where the database and the logs go (default: .run)
+#
+# keyservice runs with --trust-edge-identity: /v1/keys through Envoy acts as the key's user and
+# org. That is safe only because its port is on loopback here; in production, keyservice must be
+# reachable through the edge alone. Once keyservice is up, a key with the keys:write scope is
+# issued with the CLI into $KEYGATE_RUN_DIR/keys-write.key, for managing keys over the edge.
 #
 # Waits until all three answer, prints a demo to paste (scripts/demo.sh runs it), then waits.
 # Ctrl-C or SIGTERM stops everything it started (exit 0); if one of them dies, the others are
@@ -136,8 +143,9 @@ check_children() {
   done
 }
 
+DATABASE=${DATABASE_URL:-sqlite://$RUN_DIR/keyservice.db}
 start keyservice "$KEYSERVICE_BIN" serve --listen "127.0.0.1:$KEYSERVICE_PORT" \
-  --database "sqlite://$RUN_DIR/keyservice.db"
+  --database "$DATABASE" --trust-edge-identity
 start echo-upstream "$ECHO_UPSTREAM_BIN" --listen "127.0.0.1:$ECHO_PORT"
 # --use-dynamic-base-id: other Envoys (the integration tests) may be running at the same time.
 start envoy "$ENVOY_BIN" -c envoy/envoy.yaml --use-dynamic-base-id \
@@ -161,6 +169,12 @@ wait_until() {
   done
 }
 wait_until "keyservice" accepts $KEYSERVICE_PORT
+# The bootstrap key for /v1/keys over the edge, issued with the CLI (it never leaves this file).
+(
+  umask 077
+  "$KEYSERVICE_BIN" --database "$DATABASE" issue --user alice --org acme --name rig-keys-write \
+    --scope keys:write >"$RUN_DIR/keys-write.key" 2>>"$RUN_DIR/keyservice.log"
+) || die "could not issue the keys:write bootstrap key (see $RUN_DIR/keyservice.log)"
 wait_until "echo-upstream" accepts $ECHO_PORT
 wait_until "Envoy" curl -fsS -o /dev/null "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready"
 check_children
@@ -169,7 +183,8 @@ cat <<EOF
 
 keygate rig is ready
   Envoy          http://127.0.0.1:$ENVOY_PORT   (admin http://127.0.0.1:$ENVOY_ADMIN_PORT)
-  keyservice     http://127.0.0.1:$KEYSERVICE_PORT
+  keyservice     http://127.0.0.1:$KEYSERVICE_PORT   database $(printf '%s' "$DATABASE" | sed -E 's#//[^@/]*@#//***@#')
+  keys:write key $RUN_DIR/keys-write.key (alice@acme: manages acme's keys over the edge)
   echo-upstream  http://127.0.0.1:$ECHO_PORT
   logs           $RUN_DIR/{envoy,keyservice,echo-upstream}.log
 

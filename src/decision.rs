@@ -1,7 +1,7 @@
 //! The per-request decision: from the request head and the clock to allow, deny, wait for keys,
 //! or "ask keyservice first". Host-free; the proxy-wasm layer only carries the result out.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use jsonwebtoken::{Header, decode_header};
@@ -42,6 +42,8 @@ pub struct Gate {
     pub revocation_cache: Option<RevocationCache>,
     pub in_flight: RefCell<InFlight>,
     pub metrics: Metrics,
+    /// The provider the last decision went to, for its log line.
+    last_provider: Cell<Option<usize>>,
 }
 
 /// A provider's keys at run time.
@@ -181,6 +183,7 @@ impl Gate {
             revocation_cache,
             in_flight: RefCell::new(InFlight::default()),
             metrics,
+            last_provider: Cell::new(None),
             config,
         }
     }
@@ -190,13 +193,26 @@ impl Gate {
         &self.source_headers
     }
 
+    /// The name of the provider the last decision went to, if it got that far.
+    pub fn last_provider_name(&self) -> Option<&str> {
+        let index = self.last_provider.get()?;
+        Some(self.config.providers.get(index)?.name.as_str())
+    }
+
+    /// The fingerprint of the token a request presents, for logs.
+    pub fn token_fingerprint(&self, head: &RequestHead<'_>) -> Option<String> {
+        let presented = self.presented(head).ok()?;
+        Some(crate::revocation::fingerprint(&digest(presented.token)))
+    }
+
     /// Whether the decision needs `:path` and `:method`.
     pub fn needs_route(&self) -> bool {
         !self.config.rules.is_empty()
     }
 
-    /// Decides on a request at `now`, in seconds since the Unix epoch.
-    pub fn decide(&self, head: &RequestHead<'_>, now: u64) -> Decision {
+    /// Decides on a request at `now_ms`, in milliseconds since the Unix epoch.
+    pub fn decide(&self, head: &RequestHead<'_>, now_ms: u64) -> Decision {
+        self.last_provider.set(None);
         let action = match self.route_action(head) {
             Ok(action) => action,
             Err(reason) => return Decision::Deny(reason),
@@ -215,7 +231,7 @@ impl Gate {
         };
         let token = presented.token;
         let mut token_digest = None;
-        let verified = match self.verify_token(head, &presented, now, &mut token_digest) {
+        let verified = match self.verify_token(head, &presented, now_ms, &mut token_digest) {
             Ok(verified) => verified,
             Err(decision) => return decision,
         };
@@ -264,8 +280,13 @@ impl Gate {
         }
     }
 
-    /// The decision for a request whose provider's keys did not arrive in time.
+    /// The decision for a request that waited for its provider's keys in vain: with keys in
+    /// hand it waited for a refetch that brought none for its `kid`, so that `kid` is unknown;
+    /// with no keys at all, the provider's `failure_mode` decides.
     pub fn keys_missing(&self, provider: usize, head: &RequestHead<'_>) -> Decision {
+        if self.keys_of(provider).is_some() {
+            return Decision::Deny(DenyReason::Token(Rejection::UnknownKid));
+        }
         match self.remote(provider).map(|remote| remote.failure_mode) {
             Some(FailureMode::Allow) => Decision::Allow(self.pass_through(head)),
             _ => Decision::Deny(DenyReason::KeysUnavailable),
@@ -360,9 +381,10 @@ impl Gate {
         &self,
         head: &RequestHead<'_>,
         presented: &Presented<'_>,
-        now: u64,
+        now_ms: u64,
         token_digest: &mut Option<Digest>,
     ) -> Result<Rc<VerifiedToken>, Decision> {
+        let now = now_ms / 1000;
         let token = presented.token;
         if let Some(cache) = &self.token_cache {
             let key = digest(token);
@@ -372,6 +394,7 @@ impl Gate {
             if let Some(verified) = cached
                 && self.takes_source(&self.config.providers[verified.provider], presented)
             {
+                self.last_provider.set(Some(verified.provider));
                 return Ok(verified);
             }
         }
@@ -380,6 +403,7 @@ impl Gate {
         let index = self
             .provider_for(token, &header, presented)
             .map_err(reject)?;
+        self.last_provider.set(Some(index));
         let provider = &self.config.providers[index];
         let keys = match self.keys_of(index) {
             Some(keys) => keys,
@@ -399,7 +423,7 @@ impl Gate {
             clock,
         ) {
             Ok(verified) => Rc::new(verified),
-            Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now)),
+            Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
         };
         if let (Some(cache), Some(key)) = (&self.token_cache, *token_digest) {
@@ -442,6 +466,8 @@ impl Gate {
         let first = fallback.clone().next();
         match fallback.find(|(_, p)| p.algorithms.contains(&header.alg)) {
             Some((index, _)) => Ok(index),
+            // It names an issuer no provider has, and nothing else would take it.
+            None if issuer.is_some() => Err(Rejection::WrongIssuer),
             None if first.is_some() => Err(Rejection::DisallowedAlgorithm),
             None => Err(Rejection::NoProvider),
         }
@@ -480,12 +506,12 @@ impl Gate {
 
     /// A token names a key the provider lacks: with a remote JWKS, fetch again (rate-limited) and
     /// hold the request for the new keys — a rotated key works from its first token.
-    fn unknown_kid(&self, index: usize, now: u64) -> Decision {
+    fn unknown_kid(&self, index: usize, now_ms: u64) -> Decision {
         let refetching = match (self.remote(index), self.providers.get(index)) {
-            (Some(remote), Some(state)) => state.jwks.as_ref().is_some_and(|jwks| {
-                jwks.borrow_mut()
-                    .want_refetch(remote, now.saturating_mul(1000))
-            }),
+            (Some(remote), Some(state)) => state
+                .jwks
+                .as_ref()
+                .is_some_and(|jwks| jwks.borrow_mut().want_refetch(remote, now_ms)),
             _ => false,
         };
         if refetching {

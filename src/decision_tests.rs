@@ -33,7 +33,7 @@ fn decide_with(gate: &Gate, authorization: Option<&[u8]>) -> Decision {
             sources: &sources,
             ..RequestHead::default()
         },
-        NOW,
+        NOW * 1000,
     )
 }
 
@@ -310,7 +310,7 @@ mod providers {
                 sources: &sources,
                 ..RequestHead::default()
             },
-            NOW,
+            NOW * 1000,
         )
     }
 
@@ -399,13 +399,13 @@ mod providers {
             decide_sources(&gate, None, Some(&format!("__session={key}"))),
             Decision::Deny(DenyReason::Token(Rejection::NoProvider))
         );
-        // A session token claiming an unknown issuer falls back to the API-key provider,
-        // which does not allow RS256.
+        // A session token claiming an unknown issuer: no provider has that issuer, and the
+        // API-key provider it would fall back to does not allow RS256.
         let mut claims = clerk_claims();
         claims["iss"] = json!("https://evil.example");
         assert_eq!(
             decide_sources(&gate, Some(&bearer(&session(claims))), None),
-            Decision::Deny(DenyReason::Token(Rejection::DisallowedAlgorithm))
+            Decision::Deny(DenyReason::Token(Rejection::WrongIssuer))
         );
         // Algorithm confusion: HS256 signed with the RSA public key, claiming Clerk's issuer.
         let mut header = Header::new(Algorithm::HS256);
@@ -518,7 +518,7 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
         passing_preflight: false,
     };
     assert_eq!(
-        gate.decide(&head, NOW),
+        gate.decide(&head, NOW * 1000),
         Decision::Allow(Grant {
             headers: headers(&[
                 ("x-user-id", None),
@@ -555,7 +555,7 @@ fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
                 sources: &sources,
                 ..RequestHead::default()
             },
-            NOW,
+            NOW * 1000,
         )
     };
     assert!(matches!(

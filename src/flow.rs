@@ -295,21 +295,20 @@ fn view(head: &OwnedHead) -> RequestHead<'_> {
 }
 
 fn decide(gate: &Gate, head: &OwnedHead, context_id: u32, now_ms: u64) -> Decision {
-    let decision = gate.decide(&view(head), now_ms / 1000);
+    let view = view(head);
+    let decision = gate.decide(&view, now_ms);
     if log_enabled!(log::Level::Debug) {
-        let provider = match &decision {
-            Decision::AwaitKeys { provider } => gate.config.providers[*provider].name.as_str(),
-            _ => "-",
-        };
         let outcome = match &decision {
             Decision::Allow(_) => "allow".to_owned(),
             Decision::Deny(reason) => format!("deny:{}", reason.label()),
-            Decision::CheckRevocation(check) => {
-                format!("check_revocation token={}", fingerprint(&check.digest))
-            }
+            Decision::CheckRevocation(_) => "check_revocation".to_owned(),
             Decision::AwaitKeys { .. } => "await_keys".to_owned(),
         };
-        debug!("[{context_id}] outcome={outcome} provider={provider}");
+        debug!(
+            "[{context_id}] provider={} outcome={outcome} token={}",
+            gate.last_provider_name().unwrap_or("-"),
+            gate.token_fingerprint(&view).as_deref().unwrap_or("-")
+        );
     }
     decision
 }

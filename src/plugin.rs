@@ -144,6 +144,7 @@ impl KeygateRoot {
                 wake_parked(gate, &EnvoyHost, provider, now);
             }
             FetchOutcome::Discovered => {
+                EnvoyHost.increment(gate.metrics.jwks_ok);
                 info!("provider {:?}: JWKS location discovered", config.name);
                 // Fetch the keys now rather than on the next tick.
                 self.fetch_due_keys(gate, now);
@@ -154,6 +155,11 @@ impl KeygateRoot {
                     "provider {:?}: JWKS fetch failed ({reason}); keeping the current keys and retrying",
                     config.name
                 );
+                // Requests that waited for a refetch (an unknown `kid`) are decided now, with the
+                // keys in hand; without keys they keep waiting for a retry, up to their bound.
+                if state.borrow().keys().is_some() {
+                    wake_parked(gate, &EnvoyHost, provider, now);
+                }
             }
         }
     }

@@ -45,7 +45,9 @@ pub struct JwksState {
     in_flight: Option<(u32, FetchKind)>,
     next_due_ms: u64,
     failures: u32,
-    last_keys_fetch_ms: Option<u64>,
+    /// When a fetch was last made for an unknown `kid`: only those are rate-limited, so a key
+    /// published just after a scheduled refresh is still fetched on its first token.
+    last_refetch_ms: Option<u64>,
     refetch_wanted: bool,
 }
 
@@ -57,7 +59,7 @@ impl JwksState {
             in_flight: None,
             next_due_ms: 0,
             failures: 0,
-            last_keys_fetch_ms: None,
+            last_refetch_ms: None,
             refetch_wanted: false,
         }
     }
@@ -85,8 +87,8 @@ impl JwksState {
 
     pub fn started(&mut self, call_id: u32, kind: FetchKind, now_ms: u64) {
         self.in_flight = Some((call_id, kind));
-        if kind == FetchKind::Keys {
-            self.last_keys_fetch_ms = Some(now_ms);
+        if kind == FetchKind::Keys && self.refetch_wanted {
+            self.last_refetch_ms = Some(now_ms);
             self.refetch_wanted = false;
         }
     }
@@ -152,7 +154,7 @@ impl JwksState {
             return true;
         }
         let allowed = self
-            .last_keys_fetch_ms
+            .last_refetch_ms
             .is_none_or(|last| now_ms.saturating_sub(last) >= config.min_refetch_seconds * 1000);
         if allowed && self.jwks_path.is_some() {
             self.refetch_wanted = true;
@@ -257,17 +259,18 @@ mod tests {
         let mut state = JwksState::new(&cfg);
         state.started(1, FetchKind::Keys, 0);
         state.on_response(&cfg, ALGS, Some(200), Some(&jwks()), 0);
+        // The scheduled fetch does not count: a key published just after it is fetched at once.
+        assert!(state.want_refetch(&cfg, 100));
+        let fetch = state.due(&cfg, 100).unwrap();
+        state.started(2, fetch.kind, 100);
+        assert!(state.want_refetch(&cfg, 101), "a fetch is on its way");
+        state.on_response(&cfg, ALGS, Some(200), Some(&jwks()), 110);
         assert!(
-            !state.want_refetch(&cfg, 29_999),
-            "too soon after the last fetch"
+            !state.want_refetch(&cfg, 30_099),
+            "too soon after the last refetch"
         );
-        assert!(state.due(&cfg, 29_999).is_none());
-        assert!(state.want_refetch(&cfg, 30_000));
-        let fetch = state.due(&cfg, 30_000).unwrap();
-        state.started(2, fetch.kind, 30_000);
-        assert!(state.want_refetch(&cfg, 30_001), "a fetch is on its way");
-        state.on_response(&cfg, ALGS, Some(200), Some(&jwks()), 30_010);
-        assert!(!state.want_refetch(&cfg, 40_000));
+        assert!(state.due(&cfg, 30_099).is_none());
+        assert!(state.want_refetch(&cfg, 30_100));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::config::{ConfigError, ImportArgs, IssueArgs, ListArgs, RevokeArgs, Se
 use crate::keys::{
     ImportError, IssueError, KeyView, NewKey, Signer, ValidationError, check_text, expiry_note,
 };
-use crate::store::{self, KeyRecord, StoreError};
+use crate::store::{self, Condition, KeyFilter, KeyRecord, StoreError};
 use crate::time::{now, rfc3339};
 
 #[derive(Debug, Error)]
@@ -51,6 +51,7 @@ pub async fn issue(database: &str, secret: &Secret, args: IssueArgs) -> Result<(
         expires_in_seconds: args
             .expires_in
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        scopes: args.scopes,
     };
     let (record, key) = Signer::new(secret.expose().as_bytes()).issue(new, now())?;
     let store = store::open(database).await?;
@@ -58,19 +59,24 @@ pub async fn issue(database: &str, secret: &Secret, args: IssueArgs) -> Result<(
     store.close().await;
     writeln!(io::stdout().lock(), "{key}")?;
     eprintln!(
-        "issued key {} for user {} (expires: {})",
+        "issued key {} for user {} (expires: {}; scopes: {})",
         record.id,
         record.user_id,
-        record.expires_at.map_or_else(|| "never".into(), rfc3339)
+        record.expires_at.map_or_else(|| "never".into(), rfc3339),
+        if record.scopes.is_empty() {
+            "none".to_owned()
+        } else {
+            record.scopes.join(" ")
+        }
     );
     Ok(())
 }
 
 pub async fn revoke(database: &str, args: RevokeArgs) -> Result<(), CommandError> {
     let store = store::open(database).await?;
-    let record = store.revoke(&args.id, now()).await?;
+    let record = store.revoke(&args.id, &KeyFilter::all(), now()).await?;
     store.close().await;
-    let record = record.ok_or(CommandError::UnknownId(args.id))?;
+    let record = record.ok_or(CommandError::UnknownId(args.id))?.record;
     let revoked_at = rfc3339(record.revoked_at.unwrap_or_default());
     writeln!(io::stdout().lock(), "revoked {} at {revoked_at}", record.id)?;
     if let Some(expires_at) = record.expires_at {
@@ -81,7 +87,14 @@ pub async fn revoke(database: &str, args: RevokeArgs) -> Result<(), CommandError
 
 pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
     let store = store::open(database).await?;
-    let records = store.list(args.user.as_deref()).await?;
+    let mut filter = KeyFilter::all();
+    if let Some(user) = &args.user {
+        filter = filter.and(Condition::UserIs(user));
+    }
+    if let Some(org) = &args.org {
+        filter = filter.and(Condition::OrgIs(org));
+    }
+    let records = store.list(&filter).await?;
     store.close().await;
     let views: Vec<KeyView> = records.iter().map(KeyView::from).collect();
     let mut out = io::stdout().lock();
@@ -98,17 +111,18 @@ pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
 }
 
 fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
-    const HEADER: [&str; 7] = [
+    const HEADER: [&str; 8] = [
         "ID",
         "NAME",
         "USER_ID",
         "ORG_ID",
+        "SCOPES",
         "CREATED_AT",
         "EXPIRES_AT",
         "REVOKED_AT",
     ];
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 7]> = views
+    let rows: Vec<[String; 8]> = views
         .iter()
         .map(|v| {
             [
@@ -116,6 +130,11 @@ fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
                 v.name.clone(),
                 v.user_id.clone(),
                 dash(&v.org_id),
+                if v.scopes.is_empty() {
+                    "-".to_owned()
+                } else {
+                    v.scopes.join(",")
+                },
                 v.created_at.clone(),
                 dash(&v.expires_at),
                 dash(&v.revoked_at),
@@ -161,6 +180,7 @@ pub async fn import(database: &str, secret: &Secret, args: ImportArgs) -> Result
         name: args.name,
         user_id: imported.user_id,
         org_id: imported.org_id,
+        scopes: imported.scopes,
         created_at: now(),
         expires_at: imported.expires_at,
         revoked_at: None,
@@ -183,6 +203,7 @@ mod tests {
             name: "a longer name".into(),
             user_id: "u".into(),
             org_id: None,
+            scopes: vec![],
             created_at: "2025-01-01T00:00:00Z".into(),
             expires_at: None,
             revoked_at: None,
@@ -191,8 +212,8 @@ mod tests {
         write_table(&mut out, &views).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "ID    NAME           USER_ID  ORG_ID  CREATED_AT            EXPIRES_AT  REVOKED_AT\n\
-             id-1  a longer name  u        -       2025-01-01T00:00:00Z  -           -\n"
+            "ID    NAME           USER_ID  ORG_ID  SCOPES  CREATED_AT            EXPIRES_AT  REVOKED_AT\n\
+             id-1  a longer name  u        -       -       2025-01-01T00:00:00Z  -           -\n"
         );
     }
 }

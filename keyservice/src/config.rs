@@ -14,7 +14,8 @@ use thiserror::Error;
     about = "Issues keygate API keys and answers the edge filter's revocation questions"
 )]
 pub struct Cli {
-    /// Database: sqlite://PATH, sqlite::memory: or a file path (created if missing)
+    /// Database: sqlite://PATH, sqlite::memory: or a file path (created if missing), or
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (several replicas may share one)
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -52,10 +53,52 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSERVICE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
 
-    /// Bearer token for the management routes (/v1/keys); required. Prefer the environment
-    /// variable: a flag can be read in the process list
+    /// Bearer token for the management routes (/v1/keys); required unless
+    /// --trust-edge-identity. Prefer the environment variable: a flag can be read in the
+    /// process list
     #[arg(long, env = "KEYSERVICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+
+    /// Take the caller of /v1/keys from the headers the edge filter sets for a verified key
+    /// (x-user-id, x-org-id, and the scopes in x-jwt-payload). ONLY safe when keyservice can be
+    /// reached through the edge alone: anyone who can reach it directly can send those headers
+    #[arg(long, env = "KEYSERVICE_TRUST_EDGE_IDENTITY")]
+    pub trust_edge_identity: bool,
+
+    /// The edge's header with the caller's user id (keygate's claims_to_headers for user_id)
+    #[arg(long, default_value = "x-user-id")]
+    pub edge_user_header: String,
+
+    /// The edge's header with the caller's org id (claims_to_headers for org_id)
+    #[arg(long, default_value = "x-org-id")]
+    pub edge_org_header: String,
+
+    /// The edge's header with the verified JWT payload (keygate's payload_header), whose
+    /// scopes are the caller's
+    #[arg(long, default_value = "x-jwt-payload")]
+    pub edge_payload_header: String,
+
+    /// The edge filter's JSON configuration: enables /v1/authorize (Envoy ext_authz, nginx
+    /// auth_request) with the filter's own decision
+    #[arg(long, env = "KEYSERVICE_AUTHORIZE_CONFIG")]
+    pub authorize_config: Option<std::path::PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, env = "KEYSERVICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// How long a request waits for a database connection before it is answered 503
+    #[arg(long, env = "KEYSERVICE_DATABASE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "2s")]
+    pub database_timeout: Duration,
+
+    /// Most connections to a Postgres database (per replica)
+    #[arg(long, env = "KEYSERVICE_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+
+    /// At start, how long to keep retrying a database that cannot be reached yet (it may be
+    /// starting beside us); 0 fails at once
+    #[arg(long, env = "KEYSERVICE_DATABASE_WAIT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub database_wait: Duration,
 
     /// How long the edge may cache an "active" answer (Cache-Control: max-age); revocations
     /// reach the edge within this time. 0 disables caching of active keys
@@ -85,6 +128,9 @@ pub struct IssueArgs {
     /// Lifetime such as 1h, 30d or "1year 6months"; no expiry when omitted
     #[arg(long, value_parser = humantime::parse_duration)]
     pub expires_in: Option<Duration>,
+    /// A scope for the key's scopes claim, e.g. keys:write; repeat for more
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -98,6 +144,9 @@ pub struct ListArgs {
     /// Only this user's keys
     #[arg(long)]
     pub user: Option<String>,
+    /// Only this org's keys
+    #[arg(long)]
+    pub org: Option<String>,
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
@@ -108,6 +157,14 @@ pub struct ImportArgs {
     /// A label to recognise the key by in listings
     #[arg(long)]
     pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per line, with the request id and every field
+    Json,
 }
 
 /// A secret from the command line or environment; `Debug` never shows it.
@@ -141,9 +198,12 @@ pub enum ConfigError {
     MissingJwtSecret,
     #[error(
         "KEYSERVICE_ADMIN_TOKEN is not set or is empty: `serve` needs a bearer token for the \
-         management API (set KEYSERVICE_ADMIN_TOKEN or pass --admin-token)"
+         management API (set KEYSERVICE_ADMIN_TOKEN or pass --admin-token), unless it takes \
+         the caller from the edge (--trust-edge-identity)"
     )]
     MissingAdminToken,
+    #[error("{0}")]
+    Authorize(String),
 }
 
 /// A blank secret is as good as none: refuse it rather than sign with an empty key.

@@ -15,6 +15,12 @@ use crate::store::StoreError;
 pub enum AppError {
     #[error("missing or invalid admin token")]
     Unauthorized,
+    #[error("unusable identity from the edge: {0}")]
+    BadEdgeIdentity(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("cannot grant scopes the caller does not hold: {0}")]
+    InsufficientScope(String),
     #[error("invalid JSON body: {0}")]
     InvalidBody(String),
     #[error(transparent)]
@@ -42,7 +48,11 @@ pub enum AppError {
 impl AppError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unauthorized | Self::BadEdgeIdentity(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),

@@ -14,6 +14,10 @@ use crate::time::{MAX_TIMESTAMP, rfc3339};
 pub const MAX_FIELD_CHARS: usize = 256;
 /// Ten years of 365 days: the longest lifetime a new key may be given.
 pub const MAX_EXPIRES_IN_SECONDS: i64 = 10 * 365 * 24 * 60 * 60;
+/// Longest scope token, in bytes (all ASCII).
+pub const MAX_SCOPE_BYTES: usize = 128;
+/// Most scopes one key may carry.
+pub const MAX_SCOPES: usize = 64;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ValidationError {
@@ -25,6 +29,13 @@ pub enum ValidationError {
     ControlCharacters(&'static str),
     #[error("expires_in_seconds must be between 1 and 315360000 (10 years)")]
     ExpiresIn,
+    #[error(
+        "scopes[{0}] is not a scope: use 1 to 128 printable ASCII characters, without spaces, \
+         quotes or backslashes"
+    )]
+    Scope(usize),
+    #[error("a key can carry at most 64 scopes")]
+    TooManyScopes,
 }
 
 #[derive(Debug, Error)]
@@ -41,6 +52,8 @@ pub enum ImportError {
     MissingUserId,
     #[error("the key's exp claim is not a whole number of seconds between 1970 and 9999")]
     BadExp,
+    #[error("the key's scopes claim is not an array of strings")]
+    BadScopes,
     #[error("the key's claims are not acceptable: {0}")]
     Claims(#[from] ValidationError),
 }
@@ -56,9 +69,12 @@ pub struct NewKey {
     pub org_id: Option<String>,
     pub name: String,
     pub expires_in_seconds: Option<i64>,
+    /// The key's `scopes` claim; checked with [`normalize_scopes`].
+    pub scopes: Vec<String>,
 }
 
 impl NewKey {
+    /// Checks every field; [`Signer::issue`] also de-duplicates the scopes.
     pub fn validate(&self) -> Result<(), ValidationError> {
         check_text("user_id", &self.user_id)?;
         check_text("name", &self.name)?;
@@ -70,8 +86,39 @@ impl NewKey {
         {
             return Err(ValidationError::ExpiresIn);
         }
-        Ok(())
+        check_scopes(&self.scopes)
     }
+}
+
+/// A scope token as OAuth (RFC 6749 §3.3) allows it, minus `"` and `\` so that it can be
+/// quoted in `WWW-Authenticate`: 1 to [`MAX_SCOPE_BYTES`] characters from `!` to `~`.
+pub fn is_scope(s: &str) -> bool {
+    (1..=MAX_SCOPE_BYTES).contains(&s.len())
+        && s.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
+fn check_scopes(scopes: &[String]) -> Result<(), ValidationError> {
+    if let Some(index) = scopes.iter().position(|s| !is_scope(s)) {
+        return Err(ValidationError::Scope(index));
+    }
+    let distinct: std::collections::HashSet<&String> = scopes.iter().collect();
+    if distinct.len() > MAX_SCOPES {
+        return Err(ValidationError::TooManyScopes);
+    }
+    Ok(())
+}
+
+/// Valid scopes, each once, in the order first given.
+pub fn normalize_scopes(scopes: Vec<String>) -> Result<Vec<String>, ValidationError> {
+    check_scopes(&scopes)?;
+    let mut unique: Vec<String> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        if !unique.contains(&scope) {
+            unique.push(scope);
+        }
+    }
+    Ok(unique)
 }
 
 /// Non-blank, at most [`MAX_FIELD_CHARS`], no control characters (the filter forwards these
@@ -116,6 +163,7 @@ pub struct KeyView {
     pub name: String,
     pub user_id: String,
     pub org_id: Option<String>,
+    pub scopes: Vec<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -128,6 +176,7 @@ impl From<&KeyRecord> for KeyView {
             name: r.name.clone(),
             user_id: r.user_id.clone(),
             org_id: r.org_id.clone(),
+            scopes: r.scopes.clone(),
             created_at: rfc3339(r.created_at),
             expires_at: r.expires_at.map(rfc3339),
             revoked_at: r.revoked_at.map(rfc3339),
@@ -140,6 +189,9 @@ struct Claims<'a> {
     user_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     org_id: Option<&'a str>,
+    /// Omitted when empty, so a key without scopes has ComfyUI Deploy's claims exactly.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    scopes: &'a [String],
     iat: i64,
     jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +207,8 @@ pub struct ImportedKey {
     /// The `jti` claim when it is usable as an id; the caller still checks it is unused.
     pub jti: Option<String>,
     pub expires_at: Option<i64>,
+    /// From a `scopes` array claim, or a space-delimited `scope` claim; empty without either.
+    pub scopes: Vec<String>,
 }
 
 /// Signs and verifies with the HS256 secret (`JWT_SECRET`) that the edge filter also holds.
@@ -173,13 +227,15 @@ impl Signer {
 
     /// Mints a key: returns the record to store and the key itself, which is shown once and
     /// never kept.
-    pub fn issue(&self, new: NewKey, now: i64) -> Result<(KeyRecord, String), IssueError> {
+    pub fn issue(&self, mut new: NewKey, now: i64) -> Result<(KeyRecord, String), IssueError> {
         new.validate()?;
+        new.scopes = normalize_scopes(new.scopes)?;
         let id = uuid::Uuid::new_v4().to_string();
         let expires_at = new.expires_in_seconds.map(|secs| now.saturating_add(secs));
         let claims = Claims {
             user_id: &new.user_id,
             org_id: new.org_id.as_deref(),
+            scopes: &new.scopes,
             iat: now,
             jti: &id,
             exp: expires_at,
@@ -192,6 +248,7 @@ impl Signer {
             name: new.name,
             user_id: new.user_id,
             org_id: new.org_id,
+            scopes: new.scopes,
             created_at: now,
             expires_at,
             revoked_at: None,
@@ -248,12 +305,27 @@ impl Signer {
             Some(Value::String(s)) if check_text("jti", s).is_ok() => Some(s.clone()),
             _ => None,
         };
+        let scopes = match (claims.get("scopes"), claims.get("scope")) {
+            (Some(Value::Array(items)), _) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(ImportError::BadScopes)?,
+            (None | Some(Value::Null), Some(Value::String(scope))) => scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None | Some(Value::Null), _) => Vec::new(),
+            (Some(_), _) => return Err(ImportError::BadScopes),
+        };
         Ok(ImportedKey {
             key_sha256: sha256_hex(key),
             user_id,
             org_id,
             jti,
             expires_at,
+            scopes: normalize_scopes(scopes)?,
         })
     }
 }
@@ -278,6 +350,7 @@ mod tests {
             org_id: Some("org_1".into()),
             name: "ci".into(),
             expires_in_seconds: None,
+            scopes: Vec::new(),
         }
     }
 
@@ -419,6 +492,7 @@ mod tests {
                 org_id: Some("org_9".into()),
                 jti: None,
                 expires_at: None,
+                scopes: Vec::new(),
             }
         );
     }
@@ -490,5 +564,145 @@ mod tests {
     #[test]
     fn expiry_note_names_the_time() {
         assert!(expiry_note(0).ends_with("accept it until 1970-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn scope_tokens_table() {
+        let long = "s".repeat(MAX_SCOPE_BYTES);
+        let too_long = "s".repeat(MAX_SCOPE_BYTES + 1);
+        let cases: [(&str, bool); 16] = [
+            ("keys:write", true),
+            ("read", true),
+            ("a", true),
+            ("!#$%&'()*+,-./:;<=>?@[]^_`{|}~", true),
+            (&long, true),
+            ("", false),
+            (&too_long, false),
+            ("a b", false),
+            (" a", false),
+            ("a\"b", false),
+            ("a\\b", false),
+            ("a\tb", false),
+            ("a\nb", false),
+            ("\u{7f}", false),
+            ("é", false),
+            ("\u{0}", false),
+        ];
+        for (scope, valid) in cases {
+            assert_eq!(is_scope(scope), valid, "{scope:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_deduplicated_in_order_and_bounded() {
+        let scopes = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            normalize_scopes(scopes(&["b", "a", "b"])),
+            Ok(scopes(&["b", "a"]))
+        );
+        assert_eq!(
+            normalize_scopes(scopes(&["ok", "not ok"])),
+            Err(ValidationError::Scope(1))
+        );
+        let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            normalize_scopes(many.clone()),
+            Err(ValidationError::TooManyScopes)
+        );
+        assert_eq!(
+            normalize_scopes(many[..MAX_SCOPES].to_vec()).map(|s| s.len()),
+            Ok(MAX_SCOPES)
+        );
+        assert_eq!(normalize_scopes(vec!["x".into(); 100]), Ok(scopes(&["x"])));
+    }
+
+    #[test]
+    fn issued_key_carries_its_scopes_claim() {
+        let mut k = new_key();
+        k.scopes = vec!["keys:write".into(), "read".into(), "read".into()];
+        let (record, key) = Signer::new(SECRET).issue(k, 5).unwrap();
+        assert_eq!(record.scopes, ["keys:write", "read"]);
+        let imported = Signer::new(SECRET).verify_import(&key).unwrap();
+        assert_eq!(imported.scopes, ["keys:write", "read"]);
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        let claims =
+            jsonwebtoken::decode::<Value>(&key, &DecodingKey::from_secret(SECRET), &v).unwrap();
+        assert_eq!(
+            claims.claims["scopes"],
+            serde_json::json!(["keys:write", "read"])
+        );
+    }
+
+    #[test]
+    fn import_reads_scope_claims_and_refuses_bad_ones() {
+        let signer = Signer::new(SECRET);
+        let space_delimited = sign(
+            &serde_json::json!({"user_id": "u", "scope": "a  b"}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert_eq!(
+            signer.verify_import(&space_delimited).unwrap().scopes,
+            ["a", "b"]
+        );
+        for bad in [
+            serde_json::json!({"user_id": "u", "scopes": "a"}),
+            serde_json::json!({"user_id": "u", "scopes": [1]}),
+        ] {
+            let key = sign(&bad, Algorithm::HS256, SECRET);
+            assert!(
+                matches!(signer.verify_import(&key), Err(ImportError::BadScopes)),
+                "{bad}"
+            );
+        }
+        let key = sign(
+            &serde_json::json!({"user_id": "u", "scopes": ["a b"]}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert!(matches!(
+            signer.verify_import(&key),
+            Err(ImportError::Claims(ValidationError::Scope(0)))
+        ));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn a_scope_is_exactly_printable_ascii_without_quote_or_backslash(s in "\\PC{0,140}") {
+                let expected = (1..=MAX_SCOPE_BYTES).contains(&s.len())
+                    && s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+                prop_assert_eq!(is_scope(&s), expected);
+            }
+
+            #[test]
+            fn valid_scopes_survive_normalisation(
+                scopes in proptest::collection::vec("[!#-\\[\\]-~]{1,128}", 0..10)
+            ) {
+                let normalized = normalize_scopes(scopes.clone()).unwrap();
+                for scope in &scopes {
+                    prop_assert!(normalized.contains(scope));
+                }
+                prop_assert!(normalized.iter().all(|s| is_scope(s)));
+            }
+
+            #[test]
+            fn text_fields_accept_exactly_the_documented_values(s in "\\PC{0,300}|[\\x00-\\x1f ]{0,4}") {
+                let expected = !s.trim().is_empty()
+                    && s.chars().count() <= MAX_FIELD_CHARS
+                    && !s.chars().any(char::is_control);
+                prop_assert_eq!(check_text("f", &s).is_ok(), expected);
+            }
+
+            #[test]
+            fn sha256_shape_is_exactly_64_lowercase_hex(s in "[0-9a-fA-Fg]{60,68}") {
+                let expected = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                prop_assert_eq!(is_sha256_hex(&s), expected);
+            }
+        }
     }
 }

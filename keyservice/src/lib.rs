@@ -4,11 +4,14 @@
 //! and no socket; `main.rs` only parses the command line and dispatches.
 
 pub mod auth;
+pub mod authorize;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod metrics;
+pub mod observe;
 pub mod routes;
 pub mod server;
 pub mod store;
@@ -18,13 +21,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
-use crate::auth::AdminToken;
+use crate::auth::{AdminToken, EdgeHeaders};
+use crate::authorize::Authorizer;
 use crate::keys::Signer;
+use crate::metrics::Metrics;
 use crate::store::KeyStore;
+use crate::store::metered::MeteredStore;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,8 +40,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     store: Arc<dyn KeyStore>,
     signer: Arc<Signer>,
-    admin_token: Arc<AdminToken>,
+    /// `None`: the management routes take only the edge's identity.
+    admin_token: Option<Arc<AdminToken>>,
+    /// `Some` with `--trust-edge-identity`.
+    edge_headers: Option<Arc<EdgeHeaders>>,
+    /// `Some` with `--authorize-config`.
+    authorizer: Option<Arc<Authorizer>>,
     cache_policy: CachePolicy,
+    metrics: Arc<Metrics>,
 }
 
 /// How long the edge may cache revocation answers (`Cache-Control: max-age`). A revoked key stays
@@ -57,35 +68,63 @@ impl Default for CachePolicy {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn KeyStore>, jwt_secret: &[u8], admin_token: &str) -> Self {
+    /// A state with no way into the management routes yet: add the admin token
+    /// ([`Self::with_admin_token`]) and/or the edge's identity ([`Self::with_edge_identity`]).
+    pub fn new(store: Arc<dyn KeyStore>, jwt_secret: &[u8]) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self {
-            store,
+            store: Arc::new(MeteredStore::new(store, metrics.clone())),
             signer: Arc::new(Signer::new(jwt_secret)),
-            admin_token: Arc::new(AdminToken::new(admin_token)),
+            admin_token: None,
+            edge_headers: None,
+            authorizer: None,
             cache_policy: CachePolicy::default(),
+            metrics,
         }
+    }
+
+    pub fn with_admin_token(mut self, admin_token: &str) -> Self {
+        self.admin_token = Some(Arc::new(AdminToken::new(admin_token)));
+        self
+    }
+
+    /// Trust the edge's identity headers: only safe when nothing but the edge can reach us.
+    pub fn with_edge_identity(mut self, headers: EdgeHeaders) -> Self {
+        self.edge_headers = Some(Arc::new(headers));
+        self
+    }
+
+    pub fn with_authorizer(mut self, authorizer: Authorizer) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
     }
 
     pub fn with_cache_policy(mut self, cache_policy: CachePolicy) -> Self {
         self.cache_policy = cache_policy;
         self
     }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(routes::keys::router(state.clone()))
+    let router = Router::new()
+        .merge(routes::keys::router())
         .merge(routes::revocations::router())
+        .merge(routes::authorize::router())
         .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
         // Must follow the routes: it applies to those registered before it.
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Method, path and status only: no headers, so no Authorization value, reach the log.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .with_state(state)
+        // Per route, so it sees the matched route template for its label.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::record_latency,
+        ));
+    observe::with_request_ids(router).with_state(state)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyservice::cli::CommandError;
-use keyservice::config::{Cli, Command, ConfigError, Secret, required};
+use keyservice::config::{Cli, Command, ConfigError, LogFormat, Secret, required};
 use keyservice::{cli, server};
 use tracing_subscriber::EnvFilter;
 
@@ -22,13 +22,23 @@ async fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let format = match &command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Text,
+    };
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 
     let result = run(&database, jwt_secret.as_ref(), command).await;
     match result {

@@ -1,114 +1,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The HTTP API through `app(state).oneshot(..)` against a real SQLite file in a tempdir.
+//! The HTTP API through `app(state).oneshot(..)`, every test run twice: on SQLite in a tempdir
+//! and on a real PostgreSQL (a database of its own in a cluster the harness starts).
 
-use std::sync::Arc;
+#[macro_use]
+mod common;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{ADMIN, Backend, Harness, SECRET, sample, sha256};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use keyservice::store::{KeyRecord, KeyStore};
+use keyservice::auth::EdgeHeaders;
+use keyservice::authorize::Authorizer;
+use keyservice::store::{KeyFilter, KeyRecord};
 use keyservice::{AppState, app};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
-use tempfile::TempDir;
 use tower::ServiceExt;
 
-const SECRET: &str = "api-test-secret";
-const ADMIN: &str = "admin-test-token";
 const TEN_YEARS: i64 = 315_360_000;
-
-struct Harness {
-    dir: TempDir,
-    app: Router,
-    store: Arc<dyn KeyStore>,
-    /// A second, independent connection for looking at what was really written.
-    db: SqlitePool,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keyservice::store::open(&url).await.unwrap();
-    let app = app(AppState::new(store.clone(), SECRET.as_bytes(), ADMIN));
-    let db = SqlitePool::connect(&url).await.unwrap();
-    Harness {
-        dir,
-        app,
-        store,
-        db,
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-    text: String,
-}
-
-impl Harness {
-    async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
-        assert_eq!(
-            headers[header::CONTENT_TYPE],
-            "application/json",
-            "{status} {text}"
-        );
-        Reply {
-            status,
-            headers,
-            json,
-            text,
-        }
-    }
-
-    async fn admin(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
-        let body = match body {
-            Some(v) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(builder.body(body).unwrap()).await
-    }
-
-    async fn create(&self, body: Value) -> Reply {
-        self.admin("POST", "/v1/keys", Some(body)).await
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        let request = Request::get(uri).body(Body::empty()).unwrap();
-        self.send(request).await
-    }
-
-    async fn row_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.db)
-            .await
-            .unwrap()
-    }
-}
-
-fn sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn decode(key: &str) -> Value {
     let mut validation = Validation::new(Algorithm::HS256);
@@ -129,15 +40,24 @@ fn record(id: &str, user_id: &str, created_at: i64) -> KeyRecord {
         name: format!("key {id}"),
         user_id: user_id.into(),
         org_id: None,
+        scopes: Vec::new(),
         created_at,
         expires_at: None,
         revoked_at: None,
     }
 }
 
-#[tokio::test]
-async fn issue_returns_a_key_that_verifies_with_the_contract_claims() {
-    let h = harness().await;
+fn post_keys(content_type: Option<&str>, body: String) -> Request<Body> {
+    let mut builder =
+        Request::post("/v1/keys").header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    builder.body(Body::from(body)).unwrap()
+}
+
+async fn issue_returns_a_key_that_verifies_with_the_contract_claims(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h
         .create(json!({"user_id": "user_1", "org_id": "org_1", "name": "ci", "expires_in_seconds": 3600}))
         .await;
@@ -155,6 +75,7 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims() {
             "key",
             "name",
             "org_id",
+            "scopes",
             "user_id"
         ]
     );
@@ -181,28 +102,27 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims() {
             .is_err()
     );
 
-    let (stored_hash, expires_at): (String, Option<i64>) =
+    let (stored_hash, expires_at): (String, Option<i64>) = on_raw!(&h.raw, pool =>
         sqlx::query_as("SELECT key_sha256, expires_at FROM api_keys WHERE id = $1")
             .bind(id)
-            .fetch_one(&h.db)
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap());
     assert_eq!(stored_hash, sha256(key));
     assert_eq!(expires_at, Some(iat + 3600));
 }
 
-#[tokio::test]
-async fn the_key_itself_is_never_stored() {
-    let h = harness().await;
+async fn the_key_itself_is_never_stored(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h.create(json!({"user_id": "u", "name": "n"})).await;
     let key = r.json["key"].as_str().unwrap().to_owned();
     let signature = key.rsplit('.').next().unwrap().to_owned();
 
-    let rows: Vec<(String, String, String, String, Option<String>)> =
+    let rows: Vec<(String, String, String, String, Option<String>)> = on_raw!(&h.raw, pool =>
         sqlx::query_as("SELECT id, key_sha256, name, user_id, org_id FROM api_keys")
-            .fetch_all(&h.db)
+            .fetch_all(pool)
             .await
-            .unwrap();
+            .unwrap());
     assert_eq!(rows.len(), 1);
     for (id, hash, name, user, org) in rows {
         for value in [id, hash, name, user, org.unwrap_or_default()] {
@@ -210,16 +130,16 @@ async fn the_key_itself_is_never_stored() {
         }
     }
     // And not anywhere in the database files either (main file and WAL).
-    for entry in std::fs::read_dir(h.dir.path()).unwrap() {
+    let Some(dir) = &h.dir else { return };
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let haystack = String::from_utf8_lossy(&bytes);
         assert!(!haystack.contains(&signature));
     }
 }
 
-#[tokio::test]
-async fn issue_without_org_or_expiry_omits_those_claims() {
-    let h = harness().await;
+async fn issue_without_org_or_expiry_omits_those_claims(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h
         .create(json!({"user_id": "u", "org_id": null, "name": "n"}))
         .await;
@@ -233,9 +153,8 @@ async fn issue_without_org_or_expiry_omits_those_claims() {
     assert_eq!(names, ["iat", "jti", "user_id"]);
 }
 
-#[tokio::test]
-async fn limits_are_inclusive() {
-    let h = harness().await;
+async fn limits_are_inclusive(backend: Backend) {
+    let h = Harness::new(backend).await;
     let long = "é".repeat(256);
     let r = h
         .create(
@@ -250,9 +169,8 @@ async fn limits_are_inclusive() {
     assert_eq!(h.row_count().await, 2);
 }
 
-#[tokio::test]
-async fn bad_bodies_get_json_errors_and_write_nothing() {
-    let h = harness().await;
+async fn bad_bodies_get_json_errors_and_write_nothing(backend: Backend) {
+    let h = Harness::new(backend).await;
     let long = "x".repeat(257);
     let valid = || json!({"user_id": "u", "name": "n"});
     let with = |field: &str, value: Value| {
@@ -269,7 +187,9 @@ async fn bad_bodies_get_json_errors_and_write_nothing() {
         ("not an object", "[]".into(), BODY),
         ("missing name", json!({"user_id": "u"}).to_string(), BODY),
         ("missing user_id", json!({"name": "n"}).to_string(), BODY),
-        ("unknown field", with("scopes", json!(["a"])), BODY),
+        ("unknown field", with("scope", json!("a")), BODY),
+        ("scopes not a list", with("scopes", json!("a")), BODY),
+        ("scope not a string", with("scopes", json!([1])), BODY),
         ("user_id not a string", with("user_id", json!(5)), BODY),
         (
             "org_id not a string",
@@ -353,18 +273,8 @@ async fn bad_bodies_get_json_errors_and_write_nothing() {
     }
 }
 
-fn post_keys(content_type: Option<&str>, body: String) -> Request<Body> {
-    let mut builder =
-        Request::post("/v1/keys").header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
-    if let Some(content_type) = content_type {
-        builder = builder.header(header::CONTENT_TYPE, content_type);
-    }
-    builder.body(Body::from(body)).unwrap()
-}
-
-#[tokio::test]
-async fn management_routes_need_the_admin_token() {
-    let h = harness().await;
+async fn management_routes_need_the_admin_token(backend: Backend) {
+    let h = Harness::new(backend).await;
     let created = h.create(json!({"user_id": "u", "name": "n"})).await;
     let id = created.json["id"].as_str().unwrap().to_owned();
     let body = json!({"user_id": "u", "name": "other"}).to_string();
@@ -406,10 +316,10 @@ async fn management_routes_need_the_admin_token() {
         }
     }
     assert_eq!(h.row_count().await, 1);
-    let revoked: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM api_keys")
-        .fetch_one(&h.db)
+    let revoked: Option<i64> = on_raw!(&h.raw, pool => sqlx::query_scalar("SELECT revoked_at FROM api_keys")
+        .fetch_one(pool)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(revoked, None);
     // The scheme is case-insensitive.
     let r = h
@@ -423,9 +333,8 @@ async fn management_routes_need_the_admin_token() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn list_shows_keys_without_material_oldest_first() {
-    let h = harness().await;
+async fn list_shows_keys_without_material_oldest_first(backend: Backend) {
+    let h = Harness::new(backend).await;
     // Inserted out of order with fixed times, so only ORDER BY can put them right.
     for (id, user, at) in [("c", "alice", 300), ("a", "alice", 100), ("b", "bob", 200)] {
         h.store.insert(&record(id, user, at)).await.unwrap();
@@ -444,7 +353,7 @@ async fn list_shows_keys_without_material_oldest_first() {
     assert_eq!(
         keys[0],
         json!({
-            "id": "a", "name": "key a", "user_id": "alice", "org_id": null,
+            "id": "a", "name": "key a", "user_id": "alice", "org_id": null, "scopes": [],
             "created_at": "1970-01-01T00:01:40Z", "expires_at": null, "revoked_at": null
         })
     );
@@ -467,9 +376,8 @@ async fn list_shows_keys_without_material_oldest_first() {
     assert_eq!(r.json["error"], "invalid_query");
 }
 
-#[tokio::test]
-async fn revoking_flips_the_revocation_answer_and_is_idempotent() {
-    let h = harness().await;
+async fn revoking_flips_the_revocation_answer_and_is_idempotent(backend: Backend) {
+    let h = Harness::new(backend).await;
     let created = h.create(json!({"user_id": "u", "name": "n"})).await;
     let id = created.json["id"].as_str().unwrap().to_owned();
     let hash = sha256(created.json["key"].as_str().unwrap());
@@ -505,11 +413,14 @@ async fn revoking_flips_the_revocation_answer_and_is_idempotent() {
     assert_eq!(listed.json["keys"][0]["revoked_at"], revoked_at.as_str());
 }
 
-#[tokio::test]
-async fn revoking_again_keeps_the_first_time() {
-    let h = harness().await;
+async fn revoking_again_keeps_the_first_time(backend: Backend) {
+    let h = Harness::new(backend).await;
     h.store.insert(&record("old", "u", 10)).await.unwrap();
-    h.store.revoke("old", 1_000).await.unwrap().unwrap();
+    h.store
+        .revoke("old", &KeyFilter::all(), 1_000)
+        .await
+        .unwrap()
+        .unwrap();
     let r = h.admin("DELETE", "/v1/keys/old", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
@@ -518,9 +429,8 @@ async fn revoking_again_keeps_the_first_time() {
     );
 }
 
-#[tokio::test]
-async fn revoking_a_key_with_expiry_carries_the_note() {
-    let h = harness().await;
+async fn revoking_a_key_with_expiry_carries_the_note(backend: Backend) {
+    let h = Harness::new(backend).await;
     let created = h
         .create(json!({"user_id": "u", "name": "n", "expires_in_seconds": 60}))
         .await;
@@ -537,9 +447,8 @@ async fn revoking_a_key_with_expiry_carries_the_note() {
     );
 }
 
-#[tokio::test]
-async fn unknown_and_malformed_ids() {
-    let h = harness().await;
+async fn unknown_and_malformed_ids(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h.admin("DELETE", "/v1/keys/does-not-exist", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json["error"], "not_found");
@@ -549,9 +458,8 @@ async fn unknown_and_malformed_ids() {
     assert_eq!(h.row_count().await, 0);
 }
 
-#[tokio::test]
-async fn revocation_endpoint_answers_by_hash_without_auth() {
-    let h = harness().await;
+async fn revocation_endpoint_answers_by_hash_without_auth(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h
         .get(&format!("/v1/revocations/{}", sha256("never issued")))
         .await;
@@ -580,9 +488,8 @@ async fn revocation_endpoint_answers_by_hash_without_auth() {
     }
 }
 
-#[tokio::test]
-async fn health_and_catch_alls_are_json() {
-    let h = harness().await;
+async fn health_and_catch_alls_are_json(backend: Backend) {
+    let h = Harness::new(backend).await;
     let r = h.get("/healthz").await;
     assert_eq!(
         (r.status, r.json),
@@ -598,14 +505,12 @@ async fn health_and_catch_alls_are_json() {
     assert_eq!(r.json["error"], "method_not_allowed");
 }
 
-#[tokio::test]
-async fn database_failures_are_json_errors_not_panics() {
-    let h = harness().await;
-    // A broken schema: the query fails inside SQLite.
-    sqlx::query("DROP TABLE api_keys")
-        .execute(&h.db)
-        .await
-        .unwrap();
+async fn database_failures_are_json_errors_not_panics(backend: Backend) {
+    let h = Harness::new(backend).await;
+    // A broken schema: the query fails inside the database.
+    on_raw!(&h.raw, pool => {
+        sqlx::query("DROP TABLE api_keys").execute(pool).await.unwrap();
+    });
     let r = h.get(&format!("/v1/revocations/{}", sha256("x"))).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
@@ -630,7 +535,7 @@ async fn database_failures_are_json_errors_not_panics() {
 #[tokio::test]
 async fn in_memory_database_keeps_its_data_across_requests() {
     let store = keyservice::store::open("sqlite::memory:").await.unwrap();
-    let app = app(AppState::new(store, SECRET.as_bytes(), ADMIN));
+    let app = app(AppState::new(store, SECRET.as_bytes()).with_admin_token(ADMIN));
     let request = || {
         Request::post("/v1/keys")
             .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
@@ -656,21 +561,12 @@ async fn in_memory_database_keeps_its_data_across_requests() {
     assert_eq!(body["keys"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn revocation_answers_carry_the_configured_cache_lifetimes() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keyservice::store::open(&url).await.unwrap();
+async fn revocation_answers_carry_the_configured_cache_lifetimes(backend: Backend) {
     let policy = keyservice::CachePolicy {
         active_seconds: 5,
         revoked_seconds: 600,
     };
-    let h = Harness {
-        app: app(AppState::new(store.clone(), SECRET.as_bytes(), ADMIN).with_cache_policy(policy)),
-        db: SqlitePool::connect(&url).await.unwrap(),
-        store,
-        dir,
-    };
+    let h = Harness::with(backend, |state| state.with_cache_policy(policy)).await;
     let created = h.create(json!({"user_id": "u", "name": "n"})).await;
     let hash = sha256(created.json["key"].as_str().unwrap());
     let r = h.get(&format!("/v1/revocations/{hash}")).await;
@@ -680,3 +576,818 @@ async fn revocation_answers_carry_the_configured_cache_lifetimes() {
     let r = h.get(&format!("/v1/revocations/{hash}")).await;
     assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=600");
 }
+
+async fn scopes_are_issued_listed_and_validated(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let r = h
+        .create(json!({"user_id": "u", "name": "n", "scopes": ["keys:write", "read", "read"]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["scopes"], json!(["keys:write", "read"]));
+    assert_eq!(
+        decode(r.json["key"].as_str().unwrap())["scopes"],
+        json!(["keys:write", "read"])
+    );
+    let listed = h.admin("GET", "/v1/keys", None).await;
+    assert_eq!(
+        listed.json["keys"][0]["scopes"],
+        json!(["keys:write", "read"])
+    );
+
+    let too_many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+    for (scopes, message) in [
+        (json!(["ok", "not ok"]), "scopes[1] is not a scope"),
+        (json!([""]), "scopes[0] is not a scope"),
+        (json!(["a\"b"]), "scopes[0] is not a scope"),
+        (json!(["é"]), "scopes[0] is not a scope"),
+        (json!(["x".repeat(129)]), "scopes[0] is not a scope"),
+        (json!(too_many), "at most 64 scopes"),
+    ] {
+        let r = h
+            .create(json!({"user_id": "u", "name": "n", "scopes": scopes}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{scopes}: {}", r.text);
+        assert_eq!(r.json["error"], "invalid_request");
+        assert!(
+            r.json["message"].as_str().unwrap().contains(message),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(h.row_count().await, 1);
+}
+
+fn payload(claims: Value) -> String {
+    URL_SAFE_NO_PAD.encode(claims.to_string())
+}
+
+/// What keygate forwards for a verified key: the claim headers and the payload.
+fn edge(user: &str, org: Option<&str>, scopes: &[&str]) -> Vec<(String, String)> {
+    let mut headers = vec![("x-user-id".to_owned(), user.to_owned())];
+    if let Some(org) = org {
+        headers.push(("x-org-id".to_owned(), org.to_owned()));
+    }
+    headers.push((
+        "x-jwt-payload".to_owned(),
+        payload(json!({"user_id": user, "org_id": org, "scopes": scopes, "iat": 1})),
+    ));
+    // The key itself arrives too: it must not be mistaken for the admin token.
+    headers.push((
+        "authorization".to_owned(),
+        "Bearer eyJ.not-the-admin.token".to_owned(),
+    ));
+    headers
+}
+
+async fn as_edge(
+    h: &Harness,
+    headers: &[(String, String)],
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    h.as_caller(method, uri, &headers, body).await
+}
+
+/// The names of the listed keys, sorted (keys made in the same second list in id order).
+fn ids(reply: &common::Reply) -> Vec<String> {
+    let mut names: Vec<String> = reply.json["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no key list: {}", reply.text))
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys(backend: Backend) {
+    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+    let mut id = std::collections::HashMap::new();
+    for (name, user, org) in [
+        ("alice-acme", "alice", Some("acme")),
+        ("bob-acme", "bob", Some("acme")),
+        ("carol-globex", "carol", Some("globex")),
+        ("alice-personal", "alice", None),
+        ("dave-personal", "dave", None),
+    ] {
+        let r = h
+            .create(json!({"user_id": user, "org_id": org, "name": name}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        id.insert(name, r.json["id"].as_str().unwrap().to_owned());
+    }
+    let alice_at_acme = edge("alice", Some("acme"), &["keys:write"]);
+    let alice_alone = edge("alice", None, &["keys:write"]);
+
+    let r = as_edge(&h, &alice_at_acme, "GET", "/v1/keys", None).await;
+    assert_eq!(
+        (r.status, ids(&r)),
+        (
+            StatusCode::OK,
+            vec!["alice-acme".to_owned(), "bob-acme".to_owned()]
+        )
+    );
+    let r = as_edge(&h, &alice_at_acme, "GET", "/v1/keys?user_id=bob", None).await;
+    assert_eq!(ids(&r), ["bob-acme"]);
+    let r = as_edge(&h, &alice_at_acme, "GET", "/v1/keys?org_id=globex", None).await;
+    assert_eq!(
+        ids(&r),
+        Vec::<String>::new(),
+        "a query cannot widen what the caller sees"
+    );
+    let r = as_edge(&h, &alice_alone, "GET", "/v1/keys", None).await;
+    assert_eq!(ids(&r), ["alice-personal"]);
+
+    // Someone else's key is "not found", exactly like a key that does not exist.
+    for (caller, name) in [
+        (&alice_at_acme, "carol-globex"),
+        (&alice_at_acme, "alice-personal"),
+        (&alice_at_acme, "dave-personal"),
+        (&alice_alone, "alice-acme"),
+        (&alice_alone, "dave-personal"),
+    ] {
+        let key_id = &id[name];
+        let r = as_edge(&h, caller, "DELETE", &format!("/v1/keys/{key_id}"), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(
+            r.json,
+            json!({"error": "not_found", "message": format!("no key with id {key_id}")})
+        );
+    }
+    let r = as_edge(&h, &alice_at_acme, "DELETE", "/v1/keys/no-such-id", None).await;
+    assert_eq!(
+        r.json,
+        json!({"error": "not_found", "message": "no key with id no-such-id"})
+    );
+    let listed = h.admin("GET", "/v1/keys", None).await;
+    assert!(
+        listed.json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["revoked_at"].is_null()),
+        "nothing was revoked: {}",
+        listed.text
+    );
+
+    // Within the org, any member revokes the org's keys (as in ComfyUI Deploy).
+    let r = as_edge(
+        &h,
+        &alice_at_acme,
+        "DELETE",
+        &format!("/v1/keys/{}", id["bob-acme"]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = as_edge(
+        &h,
+        &alice_alone,
+        "DELETE",
+        &format!("/v1/keys/{}", id["alice-personal"]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let listed = h.admin("GET", "/v1/keys", None).await;
+    let mut revoked: Vec<&str> = listed.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| !k["revoked_at"].is_null())
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    revoked.sort_unstable();
+    assert_eq!(revoked, ["alice-personal", "bob-acme"]);
+}
+
+async fn edge_callers_issue_keys_for_themselves_with_scopes_they_hold(backend: Backend) {
+    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+    let alice = edge("alice", Some("acme"), &["keys:write", "read"]);
+    let r = as_edge(
+        &h,
+        &alice,
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "mine", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        (&r.json["user_id"], &r.json["org_id"], &r.json["scopes"]),
+        (&json!("alice"), &json!("acme"), &json!(["read"]))
+    );
+    let claims = decode(r.json["key"].as_str().unwrap());
+    assert_eq!(
+        (&claims["user_id"], &claims["org_id"]),
+        (&json!("alice"), &json!("acme"))
+    );
+    // Naming itself is fine; naming anyone else is not.
+    let r = as_edge(
+        &h,
+        &alice,
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "same", "user_id": "alice", "org_id": "acme"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let cases = [
+        (
+            json!({"name": "x", "scopes": ["admin"]}),
+            "insufficient_scope",
+        ),
+        (
+            json!({"name": "x", "scopes": ["read", "keys:admin"]}),
+            "insufficient_scope",
+        ),
+        (json!({"name": "x", "user_id": "bob"}), "forbidden"),
+        (json!({"name": "x", "org_id": "globex"}), "forbidden"),
+        (json!({"name": "x", "org_id": null}), "forbidden"),
+    ];
+    for (body, code) in cases {
+        let r = as_edge(&h, &alice, "POST", "/v1/keys", Some(body.clone())).await;
+        assert_eq!(
+            (r.status, &r.json["error"]),
+            (StatusCode::FORBIDDEN, &json!(code)),
+            "{body}"
+        );
+    }
+    let r = as_edge(
+        &h,
+        &alice,
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "x", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(
+        r.json["message"],
+        "cannot grant scopes the caller does not hold: admin"
+    );
+
+    // Without the payload header the caller holds no scope, so it can grant none.
+    let bare = vec![("x-user-id".to_owned(), "erin".to_owned())];
+    let r = as_edge(
+        &h,
+        &bare,
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "x", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = as_edge(
+        &h,
+        &bare,
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "plain"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.json["org_id"]),
+        (StatusCode::CREATED, &Value::Null)
+    );
+    assert_eq!(h.row_count().await, 3);
+}
+
+async fn edge_identity_is_used_only_when_trusted_and_well_formed(backend: Backend) {
+    let untrusted = Harness::new(backend).await;
+    let alice = edge("alice", Some("acme"), &["keys:write"]);
+    let r = as_edge(&untrusted, &alice, "GET", "/v1/keys", None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "headers mean nothing without the flag"
+    );
+
+    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+    // The admin token still works beside the edge, and sees everything.
+    h.create(json!({"user_id": "zed", "org_id": "other", "name": "z"}))
+        .await;
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[
+                ("authorization", &format!("Bearer {ADMIN}")),
+                ("x-user-id", "alice"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ids(&r), ["z"]);
+    let bad: [(&str, Vec<(&str, &str)>); 4] = [
+        ("blank user", vec![("x-user-id", " ")]),
+        ("two users", vec![("x-user-id", "a"), ("x-user-id", "b")]),
+        (
+            "payload not base64 JSON",
+            vec![("x-user-id", "a"), ("x-jwt-payload", "%%%")],
+        ),
+        (
+            "payload not an object",
+            vec![("x-user-id", "a"), ("x-jwt-payload", "WzFd")],
+        ),
+    ];
+    for (what, headers) in bad {
+        let r = h.as_caller("GET", "/v1/keys", &headers, None).await;
+        assert_eq!(
+            (r.status, &r.json["error"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+            "{what}"
+        );
+    }
+    let r = h.as_caller("GET", "/v1/keys", &[], None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Edge identity alone, no admin token configured: a would-be admin token opens nothing.
+    let (url, _dir) = common::database(backend).await;
+    let edge_only = {
+        let store = keyservice::store::open(&url).await.unwrap();
+        app(AppState::new(store, SECRET.as_bytes()).with_edge_identity(EdgeHeaders::default()))
+    };
+    let response = edge_only
+        .oneshot(
+            Request::get("/v1/keys")
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn health_readiness_and_metrics(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let r = h.get("/readyz").await;
+    assert_eq!(
+        (r.status, r.json),
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+
+    let created = h.create(json!({"user_id": "u", "name": "n"})).await;
+    let hash = sha256(created.json["key"].as_str().unwrap());
+    h.get(&format!("/v1/revocations/{hash}")).await;
+    h.get(&format!("/v1/revocations/{}", sha256("unknown")))
+        .await;
+    let id = created.json["id"].as_str().unwrap();
+    h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
+    h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
+    h.get(&format!("/v1/revocations/{hash}")).await;
+
+    let reply = h
+        .send_any(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = reply.text;
+    assert_eq!(sample(&m, "keyservice_keys_issued_total"), 1.0, "{m}");
+    assert_eq!(
+        sample(&m, "keyservice_keys_revoked_total"),
+        1.0,
+        "revoking again is not counted: {m}"
+    );
+    for (result, n) in [("active", 1.0), ("revoked", 1.0), ("unknown", 1.0)] {
+        let series = format!("keyservice_revocation_lookups_total{{result=\"{result}\"}}");
+        assert_eq!(sample(&m, &series), n, "{series}: {m}");
+    }
+    let series = "keyservice_http_request_duration_seconds_count{method=\"DELETE\",route=\"/v1/keys/{id}\",status=\"200\"}";
+    assert_eq!(sample(&m, series), 2.0, "{m}");
+    assert!(!m.contains(id), "raw paths are never labels: {m}");
+    assert_eq!(
+        sample(&m, "keyservice_database_errors_total{kind=\"unavailable\"}"),
+        0.0
+    );
+
+    h.store.close().await;
+    let r = h.get("/readyz").await;
+    assert_eq!(
+        (r.status, &r.json["error"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("unavailable"))
+    );
+    let r = h.get("/healthz").await;
+    assert_eq!(r.status, StatusCode::OK, "alive even without a database");
+    let m = h.metrics().await;
+    assert!(
+        sample(&m, "keyservice_database_errors_total{kind=\"unavailable\"}") >= 1.0,
+        "{m}"
+    );
+}
+
+async fn request_ids_are_kept_or_made(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let r = h.get("/healthz").await;
+    let made = r.headers["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[("x-request-id", "from-envoy-123")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers["x-request-id"], "from-envoy-123");
+}
+
+async fn bad_input_on_every_route_is_a_json_4xx(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let auth = format!("Bearer {ADMIN}");
+    let cases: [(&str, &str, Option<&str>, StatusCode, &str); 12] = [
+        (
+            "GET",
+            "/v1/keys?limit=5",
+            Some(&auth),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "GET",
+            "/v1/keys?user_id=a&user_id=b",
+            Some(&auth),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "DELETE",
+            "/v1/keys/%FF",
+            Some(&auth),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "DELETE",
+            "/v1/keys/unknown",
+            Some(&auth),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "DELETE",
+            "/v1/keys",
+            Some(&auth),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/revocations/abc",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_sha256",
+        ),
+        (
+            "GET",
+            "/v1/revocations/%FF",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "POST",
+            "/v1/revocations/abc",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "POST",
+            "/healthz",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "DELETE",
+            "/readyz",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/authorize/x",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        ("GET", "/v2/keys", None, StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (method, uri, auth, status, code) in cases {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        let r = h.send(builder.body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (r.status, &r.json["error"]),
+            (status, &json!(code)),
+            "{method} {uri}: {}",
+            r.text
+        );
+        assert!(!r.json["message"].as_str().unwrap().is_empty());
+    }
+}
+
+fn authorize_config(extra: Value) -> Authorizer {
+    let mut config = json!({
+        "secret": {"inline": SECRET},
+        "claims_to_headers": {"user_id": "x-user-id", "org_id": "x-org-id"},
+        "revocation": {"cluster": "unused-here"},
+        "rules": [
+            {"match": {"path": "/public"}, "action": "allow"},
+            {"match": {"glob": "/admin/**"}, "action": "require_scopes", "scopes": ["admin"]}
+        ]
+    });
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    Authorizer::from_json(config.to_string().as_bytes()).unwrap()
+}
+
+/// The header names Envoy is told to remove, sorted.
+fn removed(r: &common::Reply) -> Vec<String> {
+    let mut names: Vec<String> = r.headers["x-envoy-auth-headers-to-remove"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn authorize(
+    h: &Harness,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> common::Reply {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    h.send_any(builder.body(Body::empty()).unwrap()).await
+}
+
+async fn authorize_answers_like_the_filter(backend: Backend) {
+    let h = Harness::with(backend, |s| s.with_authorizer(authorize_config(json!({})))).await;
+    let issued = h
+        .create(json!({"user_id": "alice", "org_id": "acme", "name": "n"}))
+        .await;
+    let key = issued.json["key"].as_str().unwrap().to_owned();
+    let bearer = format!("Bearer {key}");
+    let admin_key = h
+        .create(json!({"user_id": "root", "name": "a", "scopes": ["admin"]}))
+        .await
+        .json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Envoy ext_authz style: the original path after the prefix, the original method.
+    for method in ["GET", "POST", "DELETE"] {
+        let r = authorize(
+            &h,
+            method,
+            "/v1/authorize/hello?x=1",
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{method}: {}", r.text);
+        assert_eq!(r.headers["x-user-id"], "alice");
+        assert_eq!(r.headers["x-org-id"], "acme");
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+        assert!(r.headers.get("x-envoy-auth-headers-to-remove").is_none());
+        assert_eq!(r.text, "");
+    }
+    let personal = h.create(json!({"user_id": "bob", "name": "n"})).await.json["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/",
+        &[("authorization", &format!("Bearer {personal}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers["x-envoy-auth-headers-to-remove"], "x-org-id",
+        "a client's own x-org-id must go"
+    );
+
+    let r = authorize(&h, "GET", "/v1/authorize/hello", &[]).await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (StatusCode::UNAUTHORIZED, "Invalid or expired token")
+    );
+    assert_eq!(
+        r.headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"keygate\""
+    );
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/plain");
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/hello",
+        &[("authorization", "Bearer not.a.jwt")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // Rules see the original path: open routes, and routes that need a scope.
+    let r = authorize(&h, "GET", "/v1/authorize/public", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(removed(&r), ["x-org-id", "x-user-id"]);
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/admin/panel",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (StatusCode::FORBIDDEN, "Insufficient scope")
+    );
+    assert!(
+        r.headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"admin\"")
+    );
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/admin/panel",
+        &[("authorization", &format!("Bearer {admin_key}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // nginx auth_request style: the exact path, the original request in headers...
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize",
+        &[
+            ("authorization", &bearer),
+            ("x-original-uri", "/admin/panel?x=1"),
+            ("x-original-method", "POST"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = authorize(&h, "GET", "/v1/authorize", &[("x-original-uri", "/public")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // ...which are ignored below the exact path, where the path itself says what is asked.
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/admin/panel",
+        &[("authorization", &bearer), ("x-original-uri", "/public")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Revoked, and a database that is gone.
+    let id = issued.json["id"].as_str().unwrap();
+    h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/hello",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (StatusCode::UNAUTHORIZED, "Revoked token")
+    );
+    let m = h.metrics().await;
+    assert!(
+        sample(
+            &m,
+            "keyservice_authorize_decisions_total{decision=\"allow\"}"
+        ) >= 5.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "keyservice_authorize_decisions_total{decision=\"revoked\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    h.store.close().await;
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/hello",
+        &[("authorization", &format!("Bearer {personal}"))],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Authorization service unavailable"
+        )
+    );
+}
+
+async fn authorize_follows_the_configurations_options(backend: Backend) {
+    let h = Harness::with(backend, |s| {
+        s.with_authorizer(authorize_config(json!({
+            "response_format": "json",
+            "revocation": {"cluster": "k", "unknown_keys": "allow", "failure_mode": "allow"},
+            "strip_authorization": true
+        })))
+    })
+    .await;
+    // A key keyservice never issued: allowed with unknown_keys=allow.
+    let stranger = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &json!({"user_id": "legacy", "iat": 1}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/x",
+        &[("authorization", &format!("Bearer {stranger}"))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(removed(&r), ["authorization", "x-org-id"]);
+    let r = authorize(&h, "GET", "/v1/authorize/x", &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/json");
+    let body: Value = serde_json::from_str(&r.text).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    h.store.close().await;
+    let r = authorize(
+        &h,
+        "GET",
+        "/v1/authorize/x",
+        &[("authorization", &format!("Bearer {stranger}"))],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "failure_mode=allow lets it through"
+    );
+}
+
+both_backends!(
+    issue_returns_a_key_that_verifies_with_the_contract_claims,
+    the_key_itself_is_never_stored,
+    issue_without_org_or_expiry_omits_those_claims,
+    limits_are_inclusive,
+    bad_bodies_get_json_errors_and_write_nothing,
+    management_routes_need_the_admin_token,
+    list_shows_keys_without_material_oldest_first,
+    revoking_flips_the_revocation_answer_and_is_idempotent,
+    revoking_again_keeps_the_first_time,
+    revoking_a_key_with_expiry_carries_the_note,
+    unknown_and_malformed_ids,
+    revocation_endpoint_answers_by_hash_without_auth,
+    health_and_catch_alls_are_json,
+    database_failures_are_json_errors_not_panics,
+    revocation_answers_carry_the_configured_cache_lifetimes,
+    scopes_are_issued_listed_and_validated,
+    edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys,
+    edge_callers_issue_keys_for_themselves_with_scopes_they_hold,
+    edge_identity_is_used_only_when_trusted_and_well_formed,
+    health_readiness_and_metrics,
+    request_ids_are_kept_or_made,
+    bad_input_on_every_route_is_a_json_4xx,
+    authorize_answers_like_the_filter,
+    authorize_follows_the_configurations_options,
+);

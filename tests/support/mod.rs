@@ -7,6 +7,8 @@
 //! (set by `make test`), or their default places in the repository.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod idp;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -233,6 +235,33 @@ pub fn envoy_config(
             }],
             "clusters": [cluster("echo", echo), cluster("keyservice", keyservice)]
         }
+    })
+}
+
+/// Adds a STATIC cluster `name` → `addr` to an Envoy bootstrap made by [`envoy_config`] (e.g.
+/// `idp`, the test identity provider the filter fetches a JWKS from).
+pub fn add_cluster(config: &mut Value, name: &str, addr: SocketAddr) {
+    let clusters = config["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("the bootstrap has a clusters list");
+    clusters.retain(|cluster| cluster["name"] != name);
+    clusters.push(json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(addr)}}]}]
+        }
+    }));
+}
+
+/// A plugin configuration with these `providers` (and revocation callouts to the Envoy cluster
+/// `keyservice`, which API-key providers use).
+pub fn providers_plugin_config(providers: &[Value]) -> Value {
+    json!({
+        "revocation": {"cluster": "keyservice", "timeout_ms": 500},
+        "providers": providers,
     })
 }
 
@@ -667,6 +696,8 @@ pub struct RigBuilder {
     envoy_secret: Option<String>,
     concurrency: u32,
     keyservice_args: Vec<String>,
+    /// Extra STATIC clusters, by name.
+    clusters: Vec<(String, SocketAddr)>,
 }
 
 impl RigBuilder {
@@ -707,6 +738,14 @@ impl RigBuilder {
         self
     }
 
+    /// An extra STATIC Envoy cluster `name` → `addr` (replacing one of that name), e.g. `idp` for
+    /// a provider's `remote_jwks`.
+    pub fn cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.retain(|(known, _)| known != name);
+        self.clusters.push((name.to_owned(), addr));
+        self
+    }
+
     /// Starts echo-upstream, keyservice and Envoy; returns once Envoy is ready.
     pub fn start(self) -> Rig {
         let bins = bins();
@@ -725,7 +764,10 @@ impl RigBuilder {
             RevocationTarget::Keyservice => keyservice.addr,
             RevocationTarget::At(addr) => addr,
         };
-        let config = envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config);
+        let mut config = envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config);
+        for (name, addr) in &self.clusters {
+            add_cluster(&mut config, name, *addr);
+        }
         let mut envoy = spawn_envoy(
             &bins,
             dir.path(),
@@ -851,6 +893,7 @@ impl Rig {
             envoy_secret: Some(SECRET.to_owned()),
             concurrency: 1,
             keyservice_args: Vec::new(),
+            clusters: Vec::new(),
         }
     }
 

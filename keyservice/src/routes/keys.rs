@@ -1,35 +1,49 @@
-//! Management API: issue, list and revoke keys. Behind the admin token (see `auth`).
+//! Management API: issue, list and revoke keys. The caller is the admin (bearer token) or, with
+//! `--trust-edge-identity`, the user the edge verified (see `auth`); a user sees only its org's
+//! keys, or its own personal keys, and anything else is "not found".
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::require_admin;
+use crate::auth::{Caller, EdgeCaller};
 use crate::error::AppError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
-use crate::keys::{KeyView, NewKey, expiry_note};
+use crate::keys::{KeyView, NewKey, expiry_note, normalize_scopes};
+use crate::store::Condition;
 use crate::time::{now, rfc3339};
 
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/keys", post(create).get(list))
         .route("/v1/keys/{id}", delete(revoke))
-        .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
-    user_id: String,
+    /// Required with the admin token; an edge caller's keys are always its own.
     #[serde(default)]
-    org_id: Option<String>,
+    user_id: Option<String>,
+    /// `Some(None)` is an explicit `null`.
+    #[serde(default, deserialize_with = "explicit_null")]
+    org_id: Option<Option<String>>,
     name: String,
     #[serde(default)]
     expires_in_seconds: Option<i64>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// Tells an absent field (`None`) from `null` (`Some(None)`).
+fn explicit_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Serialize)]
@@ -39,29 +53,80 @@ struct CreatedKey {
     name: String,
     user_id: String,
     org_id: Option<String>,
+    scopes: Vec<String>,
     created_at: String,
     expires_at: Option<String>,
 }
 
+/// Whose key it is: the admin names anyone; an edge caller gets a key for itself and its org,
+/// and may repeat those in the body but not name others.
+fn owner(
+    caller: &Caller,
+    user_id: Option<String>,
+    org_id: Option<Option<String>>,
+) -> Result<(String, Option<String>), AppError> {
+    match caller {
+        Caller::Admin => {
+            let user_id = user_id.ok_or_else(|| {
+                AppError::InvalidBody(
+                    "missing field `user_id` (required with the admin token)".into(),
+                )
+            })?;
+            Ok((user_id, org_id.flatten()))
+        }
+        Caller::Edge(EdgeCaller {
+            user_id: me,
+            org_id: my_org,
+            ..
+        }) => {
+            if user_id.as_ref().is_some_and(|user| user != me) {
+                return Err(AppError::Forbidden(
+                    "user_id must be the caller's own: keys are issued to the calling user".into(),
+                ));
+            }
+            if org_id.as_ref().is_some_and(|org| org != my_org) {
+                return Err(AppError::Forbidden(
+                    "org_id must be the caller's own org (or absent)".into(),
+                ));
+            }
+            Ok((me.clone(), my_org.clone()))
+        }
+    }
+}
+
 async fn create(
+    caller: Caller,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<impl IntoResponse, AppError> {
+    let (user_id, org_id) = owner(&caller, body.user_id, body.org_id)?;
+    let scopes = normalize_scopes(body.scopes)?;
+    let missing: Vec<&str> = scopes
+        .iter()
+        .filter(|scope| !caller.holds(scope))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(AppError::InsufficientScope(missing.join(" ")));
+    }
     let new = NewKey {
-        user_id: body.user_id,
-        org_id: body.org_id,
+        user_id,
+        org_id,
         name: body.name,
         expires_in_seconds: body.expires_in_seconds,
+        scopes,
     };
     let (record, key) = state.signer.issue(new, now())?;
     state.store.insert(&record).await?;
-    tracing::info!(id = %record.id, user_id = %record.user_id, "issued key");
+    state.metrics.keys_issued.inc();
+    tracing::info!(id = %record.id, user_id = %record.user_id, by = %caller.describe(), "issued key");
     let created = CreatedKey {
         id: record.id,
         key,
         name: record.name,
         user_id: record.user_id,
         org_id: record.org_id,
+        scopes: record.scopes,
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
     };
@@ -77,6 +142,7 @@ async fn create(
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     user_id: Option<String>,
+    org_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -84,11 +150,21 @@ struct KeyList {
     keys: Vec<KeyView>,
 }
 
+/// The caller's visible keys, narrowed by the query (for an edge caller, a query naming another
+/// org or user just finds nothing).
 async fn list(
+    caller: Caller,
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<KeyList>, AppError> {
-    let records = state.store.list(query.user_id.as_deref()).await?;
+    let mut filter = caller.visible_keys();
+    if let Some(user_id) = &query.user_id {
+        filter = filter.and(Condition::UserIs(user_id));
+    }
+    if let Some(org_id) = &query.org_id {
+        filter = filter.and(Condition::OrgIs(org_id));
+    }
+    let records = state.store.list(&filter).await?;
     Ok(Json(KeyList {
         keys: records.iter().map(KeyView::from).collect(),
     }))
@@ -102,18 +178,26 @@ struct Revoked {
     note: Option<String>,
 }
 
+/// Revokes one of the caller's visible keys; any other id, existing or not, is the same 404.
 async fn revoke(
+    caller: Caller,
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<Revoked>, AppError> {
-    let record = state
+    let at = now();
+    let filter = caller.visible_keys();
+    let revocation = state
         .store
-        .revoke(&id, now())
+        .revoke(&id, &filter, at)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no key with id {id}")))?;
-    // RETURNING always yields the stored time; the fallback only satisfies the type.
-    let revoked_at = record.revoked_at.unwrap_or_default();
-    tracing::info!(id = %record.id, "revoked key");
+    if revocation.newly {
+        state.metrics.keys_revoked.inc();
+    }
+    let record = revocation.record;
+    // A revoked record always has the time; the fallback only satisfies the type.
+    let revoked_at = record.revoked_at.unwrap_or(at);
+    tracing::info!(id = %record.id, by = %caller.describe(), "revoked key");
     Ok(Json(Revoked {
         id: record.id,
         revoked_at: rfc3339(revoked_at),

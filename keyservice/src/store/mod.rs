@@ -1,44 +1,287 @@
-//! Where key records live. Handlers and commands see only [`KeyStore`]; the SQL is portable
-//! (`$n` placeholders, `BIGINT` seconds, `RETURNING`) so a Postgres backend can share it, and
-//! everything SQLite-specific stays in [`sqlite`].
+//! Where key records live. Handlers and commands see only [`KeyStore`]; two backends implement
+//! it, [`sqlite`] (embedded, the default) and [`postgres`] (several replicas on one database).
+//!
+//! They share everything but connection handling: the migrations in `migrations/` are portable
+//! SQL (`TEXT`, `BIGINT` seconds), and so is every statement (`$n` placeholders, `RETURNING`,
+//! `COALESCE`), written once in [`shared_queries!`]. Each write is one statement, so a failure
+//! (a lost connection, a database that went away) never leaves a half-written key behind.
 
-// Shared by every backend so that they list, revoke and read the same columns.
+// Shared by every statement so that all of them read the same columns.
 macro_rules! key_columns {
     () => {
-        "id, key_sha256, name, user_id, org_id, created_at, expires_at, revoked_at"
+        "id, key_sha256, name, user_id, org_id, scopes, created_at, expires_at, revoked_at"
     };
 }
 
+/// The [`KeyStore`] methods that are the same SQL for both backends; `$pool` is the field that
+/// holds the backend's pool and `$map_error` turns `sqlx::Error` into [`StoreError`].
+macro_rules! shared_queries {
+    ($map_error:path) => {
+        fn insert<'a>(&'a self, key: &'a $crate::store::KeyRecord) -> $crate::store::StoreFuture<'a, ()> {
+            Box::pin(async move {
+                sqlx::query(concat!(
+                    "INSERT INTO api_keys (",
+                    key_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(&key.id)
+                .bind(&key.key_sha256)
+                .bind(&key.name)
+                .bind(&key.user_id)
+                .bind(&key.org_id)
+                .bind($crate::store::join_scopes(&key.scopes))
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .bind(key.revoked_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::insert_error($map_error))?;
+                Ok(())
+            })
+        }
+
+        fn list<'a>(
+            &'a self,
+            filter: &'a $crate::store::KeyFilter<'a>,
+        ) -> $crate::store::StoreFuture<'a, Vec<$crate::store::KeyRecord>> {
+            Box::pin(async move {
+                let (conditions, values) = filter.to_sql(1);
+                let sql = format!(
+                    concat!("SELECT ", key_columns!(), " FROM api_keys{} ORDER BY created_at, id"),
+                    conditions
+                );
+                let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql));
+                for value in values {
+                    query = query.bind(value);
+                }
+                let rows = query.fetch_all(&self.pool).await.map_err($map_error)?;
+                Ok(rows.into_iter().map($crate::store::KeyRecord::from).collect())
+            })
+        }
+
+        fn get<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::KeyRecord>> {
+            Box::pin(async move {
+                let sql = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1");
+                let row = sqlx::query_as::<_, $crate::store::KeyRow>(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($map_error)?;
+                Ok(row.map($crate::store::KeyRecord::from))
+            })
+        }
+
+        fn find_by_hash<'a>(
+            &'a self,
+            key_sha256: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::KeyRecord>> {
+            Box::pin(async move {
+                let sql = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE key_sha256 = $1");
+                let row = sqlx::query_as::<_, $crate::store::KeyRow>(sql)
+                    .bind(key_sha256)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($map_error)?;
+                Ok(row.map($crate::store::KeyRecord::from))
+            })
+        }
+
+        fn revoke<'a>(
+            &'a self,
+            id: &'a str,
+            filter: &'a $crate::store::KeyFilter<'a>,
+            at: i64,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::Revocation>> {
+            Box::pin(async move {
+                // The filter is part of each statement: a key outside it is never touched.
+                let (conditions, values) = filter.to_sql(3);
+                let conditions = conditions.replacen(" WHERE ", " AND ", 1);
+                let sql = format!(
+                    concat!(
+                        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL{} RETURNING ",
+                        key_columns!()
+                    ),
+                    conditions
+                );
+                let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(at)
+                    .bind(id);
+                for value in &values {
+                    query = query.bind(*value);
+                }
+                if let Some(row) = query.fetch_optional(&self.pool).await.map_err($map_error)? {
+                    return Ok(Some($crate::store::Revocation { record: row.into(), newly: true }));
+                }
+                // Not revoked now: unknown, outside the filter, or revoked before (keys are
+                // never un-revoked, so the two statements cannot disagree).
+                let (conditions, values) = filter.to_sql(2);
+                let conditions = conditions.replacen(" WHERE ", " AND ", 1);
+                let sql = format!(
+                    concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1{}"),
+                    conditions
+                );
+                let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql)).bind(id);
+                for value in values {
+                    query = query.bind(value);
+                }
+                let row = query.fetch_optional(&self.pool).await.map_err($map_error)?;
+                Ok(row.map(|row| $crate::store::Revocation { record: row.into(), newly: false }))
+            })
+        }
+
+        fn ping(&self) -> $crate::store::StoreFuture<'_, ()> {
+            Box::pin(async move {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err($map_error)?;
+                Ok(())
+            })
+        }
+
+        fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(self.pool.close())
+        }
+    };
+}
+
+pub mod metered;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
 /// One row of `api_keys`. Holds the key's hash, never the key.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub id: String,
     pub key_sha256: String,
     pub name: String,
     pub user_id: String,
     pub org_id: Option<String>,
+    /// The key's `scopes` claim, in the order it was issued with.
+    pub scopes: Vec<String>,
     /// Unix seconds, like the other times.
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
 }
 
+/// The outcome of a revocation: the record as it now is, and whether this call revoked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub record: KeyRecord,
+    pub newly: bool,
+}
+
+/// A row as stored: scopes are one space-separated `TEXT` column (scope tokens never contain a
+/// space), which both databases store and compare alike.
+#[doc(hidden)]
+#[derive(sqlx::FromRow)]
+pub struct KeyRow {
+    id: String,
+    key_sha256: String,
+    name: String,
+    user_id: String,
+    org_id: Option<String>,
+    scopes: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl From<KeyRow> for KeyRecord {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            id: row.id,
+            key_sha256: row.key_sha256,
+            name: row.name,
+            user_id: row.user_id,
+            org_id: row.org_id,
+            scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+#[doc(hidden)]
+pub fn join_scopes(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+/// One condition on a key's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition<'a> {
+    UserIs(&'a str),
+    OrgIs(&'a str),
+    /// A personal key: one without an org.
+    NoOrg,
+}
+
+/// Which keys a listing or a revocation may see: all of its conditions hold (none: every key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyFilter<'a>(pub Vec<Condition<'a>>);
+
+impl<'a> KeyFilter<'a> {
+    pub fn all() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn and(mut self, condition: Condition<'a>) -> Self {
+        self.0.push(condition);
+        self
+    }
+
+    /// ` WHERE …` (empty without conditions) with placeholders from `$first`, and the values
+    /// to bind in order. Only fixed fragments go into the text; values are always bound.
+    pub fn to_sql(&self, first: usize) -> (String, Vec<&'a str>) {
+        let mut clauses = Vec::with_capacity(self.0.len());
+        let mut values = Vec::new();
+        for condition in &self.0 {
+            match condition {
+                Condition::UserIs(user) => {
+                    values.push(*user);
+                    clauses.push(format!("user_id = ${}", first + values.len() - 1));
+                }
+                Condition::OrgIs(org) => {
+                    values.push(*org);
+                    clauses.push(format!("org_id = ${}", first + values.len() - 1));
+                }
+                Condition::NoOrg => clauses.push("org_id IS NULL".to_owned()),
+            }
+        }
+        if clauses.is_empty() {
+            (String::new(), values)
+        } else {
+            (format!(" WHERE {}", clauses.join(" AND ")), values)
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("a key with this id or hash already exists")]
     Duplicate,
-    #[error("unsupported database URL (expected sqlite://PATH, sqlite::memory: or a file path)")]
+    #[error(
+        "unsupported database URL (expected sqlite://PATH, sqlite::memory:, a file path, or \
+         postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
+    )]
     UnsupportedUrl,
+    /// The database cannot be reached, or refuses work for now; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -46,12 +289,44 @@ pub enum StoreError {
 impl StoreError {
     /// The database is there but busy or unreachable right now; worth retrying.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_connection_error(e),
+            _ => false,
+        }
+    }
+
+    /// A short, stable name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::UnsupportedUrl => "configuration",
+            Self::Unavailable(_) => "unavailable",
+            Self::Database(_) => "query",
+            Self::Migrate(_) => "migration",
+        }
+    }
+}
+
+/// Errors every backend treats as "no database right now": no connection could be had, or the
+/// one we had broke.
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+/// For inserts: a unique violation is a duplicate id or hash, anything else as `map`.
+#[doc(hidden)]
+pub fn insert_error(map: fn(sqlx::Error) -> StoreError) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => map(e),
     }
 }
 
@@ -61,17 +336,118 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record; [`StoreError::Duplicate`] if its id or hash is taken.
     fn insert<'a>(&'a self, key: &'a KeyRecord) -> StoreFuture<'a, ()>;
-    /// All keys, or one user's, oldest first (ties broken by id).
-    fn list<'a>(&'a self, user_id: Option<&'a str>) -> StoreFuture<'a, Vec<KeyRecord>>;
+    /// The keys that `filter` lets through, oldest first (ties broken by id).
+    fn list<'a>(&'a self, filter: &'a KeyFilter<'a>) -> StoreFuture<'a, Vec<KeyRecord>>;
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>>;
     fn find_by_hash<'a>(&'a self, key_sha256: &'a str) -> StoreFuture<'a, Option<KeyRecord>>;
-    /// Sets `revoked_at` unless already set, and returns the record; `None` for an unknown id.
-    fn revoke<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, Option<KeyRecord>>;
+    /// Sets `revoked_at` to `at` unless already set (the first time stays), and returns the
+    /// record; `None` for an id that is unknown or outside `filter` (the two are
+    /// indistinguishable on purpose).
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        at: i64,
+    ) -> StoreFuture<'a, Option<Revocation>>;
+    /// A trivial query: succeeds when the database answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
     /// Waits for open connections to finish (SQLite checkpoints its WAL here).
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
+/// How long a request waits for a database connection before it is answered 503.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connection settings common to both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub acquire_timeout: Duration,
+    /// Postgres only (SQLite uses a few connections to one file).
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            max_connections: 8,
+        }
+    }
+}
+
+/// Whether a `--database` value names a PostgreSQL server.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Opens the store named by `--database` / `DATABASE_URL` and brings its schema up to date.
 pub async fn open(url: &str) -> Result<Arc<dyn KeyStore>, StoreError> {
-    Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    open_with(url, StoreOptions::default()).await
+}
+
+pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn KeyStore>, StoreError> {
+    if is_postgres_url(url) {
+        Ok(Arc::new(postgres::PostgresStore::open(url, options).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+    }
+}
+
+/// The migrations in `migrations/`, for both backends.
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_render_bound_placeholders() {
+        assert_eq!(KeyFilter::all().to_sql(1), (String::new(), vec![]));
+        let filter = KeyFilter::all()
+            .and(Condition::UserIs("u"))
+            .and(Condition::NoOrg);
+        assert_eq!(
+            filter.to_sql(1),
+            (
+                " WHERE user_id = $1 AND org_id IS NULL".to_owned(),
+                vec!["u"]
+            )
+        );
+        let filter = KeyFilter::all()
+            .and(Condition::OrgIs("o"))
+            .and(Condition::UserIs("u"));
+        assert_eq!(
+            filter.to_sql(3),
+            (
+                " WHERE org_id = $3 AND user_id = $4".to_owned(),
+                vec!["o", "u"]
+            )
+        );
+    }
+
+    #[test]
+    fn scopes_round_trip_through_the_column() {
+        let scopes = vec!["keys:write".to_owned(), "read".to_owned()];
+        let row = KeyRow {
+            id: "i".into(),
+            key_sha256: "h".into(),
+            name: "n".into(),
+            user_id: "u".into(),
+            org_id: None,
+            scopes: join_scopes(&scopes),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+        };
+        assert_eq!(KeyRecord::from(row).scopes, scopes);
+        assert_eq!(join_scopes(&[]), "");
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("sqlite://k.db"));
+        assert!(!is_postgres_url("k.db"));
+    }
 }

@@ -1,13 +1,12 @@
-//! SQLite backend: connection options and pool sizing live here; the queries are portable.
+//! SQLite backend: connection options and pool sizing live here; the queries are shared with
+//! Postgres (see `shared_queries!`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use super::{KeyRecord, KeyStore, StoreError, StoreFuture};
+use super::{KeyStore, MIGRATOR, StoreError, StoreOptions, is_connection_error};
 
 /// The CLI and the server may hold the same file at once; writers wait this long for the lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,14 +18,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Accepts `sqlite://PATH`, `sqlite::memory:` and a bare file path; creates the file if
     /// missing and applies migrations.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let in_memory = is_in_memory(url);
-        let options = connect_options(url)?
+        let connect = connect_options(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool_options = SqlitePoolOptions::new().acquire_timeout(BUSY_TIMEOUT);
+        // A locked file is waited for (busy timeout) inside the connection; give it that long.
+        let pool_options =
+            SqlitePoolOptions::new().acquire_timeout(options.acquire_timeout.max(BUSY_TIMEOUT));
         // An in-memory database lives only while a connection to it is open: keep exactly one.
         let pool_options = if in_memory {
             pool_options
@@ -37,15 +38,18 @@ impl SqliteStore {
         } else {
             pool_options.max_connections(4)
         };
-        let pool = pool_options.connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let pool = pool_options
+            .connect_with(connect)
+            .await
+            .map_err(map_error)?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 }
 
 fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(SqliteConnectOptions::from_str(url)?)
+        SqliteConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl)
     } else if url.contains("://") || url.is_empty() {
         Err(StoreError::UnsupportedUrl)
     } else {
@@ -57,98 +61,21 @@ fn is_in_memory(url: &str) -> bool {
     url == "sqlite::memory:" || url == "sqlite://:memory:" || url.contains("mode=memory")
 }
 
-fn map_insert_error(e: sqlx::Error) -> StoreError {
-    match e.as_database_error() {
-        Some(db) if db.is_unique_violation() => StoreError::Duplicate,
-        _ => StoreError::Database(e),
+/// Unreachable, or locked by another writer for longer than the busy timeout: retry later.
+fn map_error(e: sqlx::Error) -> StoreError {
+    let busy = e
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(code.as_ref(), "5" | "6" | "261" | "517"));
+    if busy || is_connection_error(&e) {
+        StoreError::Unavailable(e)
+    } else {
+        StoreError::Database(e)
     }
 }
 
 impl KeyStore for SqliteStore {
-    fn insert<'a>(&'a self, key: &'a KeyRecord) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO api_keys \
-                 (id, key_sha256, name, user_id, org_id, created_at, expires_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&key.id)
-            .bind(&key.key_sha256)
-            .bind(&key.name)
-            .bind(&key.user_id)
-            .bind(&key.org_id)
-            .bind(key.created_at)
-            .bind(key.expires_at)
-            .bind(key.revoked_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_insert_error)?;
-            Ok(())
-        })
-    }
-
-    fn list<'a>(&'a self, user_id: Option<&'a str>) -> StoreFuture<'a, Vec<KeyRecord>> {
-        Box::pin(async move {
-            // Two statements rather than `$1 IS NULL OR ...`, which Postgres cannot type.
-            let query = match user_id {
-                Some(user_id) => sqlx::query_as(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM api_keys WHERE user_id = $1 ORDER BY created_at, id"
-                ))
-                .bind(user_id),
-                None => sqlx::query_as(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM api_keys ORDER BY created_at, id"
-                )),
-            };
-            Ok(query.fetch_all(&self.pool).await?)
-        })
-    }
-
-    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
-        Box::pin(async move {
-            let sql = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1");
-            Ok(sqlx::query_as(sql)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
-        })
-    }
-
-    fn find_by_hash<'a>(&'a self, key_sha256: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
-        Box::pin(async move {
-            let sql = concat!(
-                "SELECT ",
-                key_columns!(),
-                " FROM api_keys WHERE key_sha256 = $1"
-            );
-            Ok(sqlx::query_as(sql)
-                .bind(key_sha256)
-                .fetch_optional(&self.pool)
-                .await?)
-        })
-    }
-
-    fn revoke<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, Option<KeyRecord>> {
-        Box::pin(async move {
-            // COALESCE keeps the first revocation time, so revoking again is a no-op.
-            let sql = concat!(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 RETURNING ",
-                key_columns!()
-            );
-            Ok(sqlx::query_as(sql)
-                .bind(at)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?)
-        })
-    }
-
-    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.pool.close())
-    }
+    shared_queries!(map_error);
 }
 
 #[cfg(test)]
@@ -165,7 +92,11 @@ mod tests {
         let bare = connect_options("/tmp/k.db").unwrap();
         assert_eq!(bare.get_filename(), std::path::Path::new("/tmp/k.db"));
         assert!(matches!(
-            connect_options("postgres://db/keys"),
+            connect_options("mysql://db/keys"),
+            Err(StoreError::UnsupportedUrl)
+        ));
+        assert!(matches!(
+            connect_options(""),
             Err(StoreError::UnsupportedUrl)
         ));
     }

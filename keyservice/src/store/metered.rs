@@ -1,0 +1,65 @@
+//! A [`KeyStore`] that counts the failures of the one it wraps in `/metrics`
+//! (`keyservice_database_errors_total{kind}`) and otherwise passes everything through.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::{KeyFilter, KeyRecord, KeyStore, Revocation, StoreError, StoreFuture};
+use crate::metrics::Metrics;
+
+pub struct MeteredStore {
+    inner: Arc<dyn KeyStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn KeyStore>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn count<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            // A duplicate is the caller's conflict, not a database failure.
+            if !matches!(e, StoreError::Duplicate) {
+                self.metrics.database_error(e.kind());
+            }
+        }
+        result
+    }
+}
+
+impl KeyStore for MeteredStore {
+    fn insert<'a>(&'a self, key: &'a KeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.count(self.inner.insert(key).await) })
+    }
+
+    fn list<'a>(&'a self, filter: &'a KeyFilter<'a>) -> StoreFuture<'a, Vec<KeyRecord>> {
+        Box::pin(async move { self.count(self.inner.list(filter).await) })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
+        Box::pin(async move { self.count(self.inner.get(id).await) })
+    }
+
+    fn find_by_hash<'a>(&'a self, key_sha256: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
+        Box::pin(async move { self.count(self.inner.find_by_hash(key_sha256).await) })
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        at: i64,
+    ) -> StoreFuture<'a, Option<Revocation>> {
+        Box::pin(async move { self.count(self.inner.revoke(id, filter, at).await) })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.count(self.inner.ping().await) })
+    }
+
+    fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.inner.close()
+    }
+}
