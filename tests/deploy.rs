@@ -1227,11 +1227,12 @@ fn manifests_are_kubernetes_objects_of_known_kinds() {
 
 // ---- the WasmPlugin CRD ----------------------------------------------------------------------
 
-/// The CRD kept in ../shared/reference (beside the repository), or `KEYGATE_WASMPLUGIN_CRD`.
+/// Istio's WasmPlugin CRD (reference data, not a manifest to apply), kept in deploy/istio/schema/
+/// (or `KEYGATE_WASMPLUGIN_CRD`).
 fn wasmplugin_crd() -> Value {
     let path = std::env::var_os("KEYGATE_WASMPLUGIN_CRD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/reference/istio-wasmplugin-crd.yaml"));
+        .unwrap_or_else(|| root().join("deploy/istio/schema/wasmplugin-crd.yaml"));
     let text = fs::read_to_string(&path).unwrap_or_else(|err| {
         panic!(
             "reading the WasmPlugin CRD {} ({err}); set KEYGATE_WASMPLUGIN_CRD to its path",
