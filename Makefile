@@ -7,6 +7,8 @@
 #   make run     Envoy + keyservice + echo-upstream on fixed ports, in the foreground
 #   make compose-up  the same in containers (deploy/compose/; PROFILE=postgres for Postgres)
 #   make oci     keygate.wasm as an OCI image layout for Istio (target/oci/keygate)
+#   make bench   keygate against Envoy's jwt_authn and ext_authz, written to BENCHMARKS.md
+#   make bench-memory  Envoy's memory with a million distinct keys through keygate (slow)
 #
 # Every target installs what it needs, so each works on a fresh machine.
 
@@ -35,12 +37,13 @@ RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
 
 .PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
+.PHONY: bench bench-memory bench-tools bench-wasm
 
 # What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
 # `make test`, so `make run` installs no system packages.
 tools: rust-tools envoy
 
-test-tools: deploy-tools postgres
+test-tools: deploy-tools postgres bench-tools
 
 rust-tools:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -84,8 +87,8 @@ lint: rust-tools
 	$(CARGO) clippy -p keygate --lib --target $(WASM_TARGET) -- -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: tools test-tools build
-	$(RIG_ENV) $(CARGO) test --workspace
+test: tools test-tools build bench-wasm
+	$(RIG_ENV) $(CARGO) test --workspace --no-fail-fast
 
 run: tools build
 	$(RIG_ENV) bash scripts/run.sh
@@ -116,3 +119,30 @@ OCI_DIR ?= $(CURDIR)/target/oci/keygate
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 oci: wasm
 	$(PYTHON) scripts/oci-image.py --wasm "$(KEYGATE_WASM)" --out "$(OCI_DIR)" --tag "$(OCI_TAG)"
+
+# The benchmark of issue 6 (bench/README.md): bench/bench.py drives one Envoy per configuration
+# with wrk, Debian's package, installed when missing (tests/bench_smoke.rs runs it in --quick
+# mode). The no-op filter is the wasm floor it measures; keyservice is built in release for the
+# callout and ext_authz paths. BENCH_ARGS is passed on, e.g. BENCH_ARGS=--quick.
+BENCH_ARGS ?=
+bench-tools:
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk (Debian package) for the benchmark" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+
+bench-wasm: rust-tools
+	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
+
+bench: tools bench-tools wasm bench-wasm
+	$(CARGO) build --release -p keyservice
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
+		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
+		$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+# A million distinct non-expiring keys through keygate, Envoy's memory before and after, against
+# the revocation cache's bound: a section of BENCHMARKS.md. Takes about ten minutes.
+bench-memory: tools bench-tools wasm
+	BENCH_COMMAND="make bench-memory$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
+		$(PYTHON) bench/bench.py --memory $(BENCH_ARGS)

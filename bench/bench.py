@@ -1,0 +1,1368 @@
+#!/usr/bin/env python3
+"""keygate's benchmark harness (issue 6): keygate against Envoy's own auth filters and ext_authz.
+
+One Envoy per configuration, each `--concurrency 1` and pinned to one core (`taskset -c 0`);
+the load generator, wrk, pinned to the other (`taskset -c 1`), with keyservice. The upstream is
+Envoy's `direct_response`, so it costs nothing. The configurations are measured interleaved, round
+by round (A B C ... A B C ...), and the medians over the rounds are reported with the ratios to
+Envoy's `jwt_authn` HS256 and to the no-op wasm filter, in a markdown file (BENCHMARKS.md).
+
+Before anything is measured every configuration must answer 200 for its benchmark token and 401
+without it (the no-auth ceiling excepted); a run in which any response was not 2xx fails, so a
+misconfigured run cannot produce numbers.
+
+    python3 bench/bench.py                      # the full run (what `make bench` does)
+    python3 bench/bench.py --quick              # one short round, for a smoke run
+    python3 bench/bench.py --list               # the configurations
+    python3 bench/bench.py --quick --only keygate-hs256,jwt_authn-hs256
+
+Only the standard library; the binaries come from ENVOY_BIN, KEYGATE_WASM, NOOP_WASM,
+KEYSERVICE_BIN and WRK, or their default places in the repository (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-0123456789abcdef-0123456789"
+ADMIN_TOKEN = "bench-admin-token"
+RSA_KID = "bench-rs256"
+START_TIMEOUT = 90.0
+
+
+class BenchError(Exception):
+    """A failure that ends the run with a message (and exit status 1)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokens (HS256 with hmac; RS256 with a key generated here, in pure Python)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signing_input(header: dict, claims: dict) -> bytes:
+    compact = lambda value: json.dumps(value, separators=(",", ":")).encode()  # noqa: E731
+    return f"{b64url(compact(header))}.{b64url(compact(claims))}".encode()
+
+
+def hs256(claims: dict, secret: str) -> str:
+    signing_input = _signing_input({"alg": "HS256", "typ": "JWT"}, claims)
+    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{signing_input.decode()}.{b64url(signature)}"
+
+
+_SMALL_PRIMES = [p for p in range(3, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
+
+
+def _probably_prime(n: int, rounds: int = 40) -> bool:
+    if any(n % p == 0 for p in _SMALL_PRIMES):
+        return n in _SMALL_PRIMES
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    for _ in range(rounds):
+        x = pow(2 + secrets.randbelow(n - 3), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _prime(bits: int, e: int) -> int:
+    while True:
+        # Top two bits set, so that the product of two such primes has exactly 2 * bits bits.
+        candidate = secrets.randbits(bits) | (3 << (bits - 2)) | 1
+        if math.gcd(e, candidate - 1) == 1 and _probably_prime(candidate):
+            return candidate
+
+
+@dataclass
+class RsaKey:
+    n: int
+    e: int
+    d: int
+
+    @staticmethod
+    def generate(bits: int = 2048) -> "RsaKey":
+        e = 65537
+        while True:
+            p, q = _prime(bits // 2, e), _prime(bits // 2, e)
+            if p != q:
+                break
+        lam = math.lcm(p - 1, q - 1)
+        return RsaKey(n=p * q, e=e, d=pow(e, -1, lam))
+
+    def public_jwk(self, kid: str) -> dict:
+        size = (self.n.bit_length() + 7) // 8
+        return {
+            "kty": "RSA",
+            "kid": kid,
+            "alg": "RS256",
+            "use": "sig",
+            "n": b64url(self.n.to_bytes(size, "big")),
+            "e": b64url(self.e.to_bytes(3, "big")),
+        }
+
+    def sign_rs256(self, message: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017, 8.2.1)."""
+        size = (self.n.bit_length() + 7) // 8
+        digest_info = bytes.fromhex("3031300d060960864801650304020105000420")
+        t = digest_info + hashlib.sha256(message).digest()
+        encoded = b"\x00\x01" + b"\xff" * (size - len(t) - 3) + b"\x00" + t
+        return pow(int.from_bytes(encoded, "big"), self.d, self.n).to_bytes(size, "big")
+
+
+def rs256(claims: dict, key: RsaKey, kid: str) -> str:
+    signing_input = _signing_input({"alg": "RS256", "typ": "JWT", "kid": kid}, claims)
+    return f"{signing_input.decode()}.{b64url(key.sign_rs256(signing_input))}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Envoy configuration
+
+
+def _address(host: str, port: int) -> dict:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def static_cluster(name: str, host: str, port: int) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+        },
+    }
+
+
+def bootstrap(http_filters: list, clusters: list) -> dict:
+    """Listener and admin on port 0; the filters, then the router, whose only route is a
+    `direct_response` 200: no upstream at all."""
+    return {
+        "admin": {"address": _address("127.0.0.1", 0)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": _address("127.0.0.1", 0),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "bench",
+                                        "route_config": {
+                                            "name": "local",
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "everything",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "match": {"prefix": "/"},
+                                                            "direct_response": {
+                                                                "status": 200,
+                                                                "body": {"inline_string": "ok\n"},
+                                                            },
+                                                        }
+                                                    ],
+                                                }
+                                            ],
+                                        },
+                                        "http_filters": http_filters
+                                        + [
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                },
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def wasm_filter(name: str, wasm: Path, root_id: str, configuration: str | None) -> dict:
+    config: dict = {
+        "name": name,
+        "root_id": root_id,
+        "vm_config": {
+            "vm_id": name,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(wasm)}},
+            "environment_variables": {"host_env_keys": ["JWT_SECRET"]},
+        },
+    }
+    if configuration is not None:
+        config["configuration"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": configuration,
+        }
+    return {
+        "name": name,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": config,
+        },
+    }
+
+
+CLAIM_HEADERS = [
+    {"header_name": "x-user-id", "claim_name": "user_id"},
+    {"header_name": "x-org-id", "claim_name": "org_id"},
+]
+
+
+def jwt_authn_filter(jwks: dict, cache: bool = False) -> dict:
+    """Envoy's native JWT filter with an inline JWKS, setting the same identity headers keygate
+    sets (`claim_to_headers`) and keeping `Authorization` (keygate's default)."""
+    provider: dict = {
+        "local_jwks": {"inline_string": json.dumps(jwks)},
+        "forward": True,
+        "claim_to_headers": CLAIM_HEADERS,
+    }
+    if cache:
+        provider["jwt_cache_config"] = {"jwt_cache_size": 1024}
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        },
+    }
+
+
+def ext_authz_filter() -> dict:
+    """Envoy's HTTP ext_authz to keyservice's /v1/authorize (keyservice/tests/ext_authz.rs)."""
+    return {
+        "name": "envoy.filters.http.ext_authz",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "http_service": {
+                "server_uri": {"uri": "http://keyservice", "cluster": "keyservice", "timeout": "2s"},
+                "path_prefix": "/v1/authorize",
+                "authorization_response": {
+                    "allowed_upstream_headers": {
+                        "patterns": [{"exact": "x-user-id"}, {"exact": "x-org-id"}]
+                    },
+                    "allowed_client_headers": {
+                        "patterns": [{"exact": "content-type"}, {"exact": "www-authenticate"}]
+                    },
+                },
+            },
+        },
+    }
+
+
+def keygate_hs256_config(cache_entries: int | None = None) -> dict:
+    """The README's minimal configuration: HS256 API keys, revocation callouts to keyservice."""
+    config: dict = {
+        "secret": {"env": "JWT_SECRET"},
+        "revocation": {"cluster": "keyservice", "authority": "keyservice"},
+    }
+    if cache_entries is not None:
+        config["revocation"]["cache"] = {"max_entries": cache_entries}
+    return config
+
+
+def keygate_rs256_config(jwks: dict, token_cache: bool) -> dict:
+    config: dict = {
+        "revocation": {"cluster": "keyservice", "authority": "keyservice"},
+        "providers": [{"name": "rs", "jwks": jwks, "algorithms": ["RS256"]}],
+    }
+    if token_cache:
+        config["token_cache"] = {"max_entries": 1024}
+    return config
+
+
+# ------------------------------------------------------------------------------------------------
+# The configurations
+
+
+@dataclass
+class Setup:
+    """What every configuration may draw on: binaries, tokens, keyservice."""
+
+    keygate_wasm: Path
+    noop_wasm: Path
+    hs_exp_token: str
+    nonexp_token: str
+    # Distinct non-expiring keys, for the configuration without a revocation cache: concurrent
+    # checks of one key share one callout, so one key would not make a callout per request.
+    nonexp_tokens: list
+    rs_token: str
+    rs_jwks: dict
+    keyservice_port: int
+    authorize_available: bool
+
+
+@dataclass
+class Config:
+    id: str
+    number: str
+    title: str
+    # Envoy's http_filters for this configuration, given the setup.
+    filters: object
+    # Setup -> str, or a list of tokens that wrk sends in turn, one per request.
+    token: object
+    expect_401_without_token: bool = True
+    uses_keyservice: bool = False
+    needs_authorize: bool = False
+
+
+def _hs_jwks() -> dict:
+    return {"keys": [{"kty": "oct", "alg": "HS256", "k": b64url(SECRET.encode())}]}
+
+
+CONFIGS = [
+    Config("none", "1", "no auth filter (ceiling)", lambda s: [], lambda s: s.hs_exp_token,
+           expect_401_without_token=False),
+    Config("noop-wasm", "2", "no-op wasm filter, reads one header (wasm floor)",
+           lambda s: [wasm_filter("noop", s.noop_wasm, "noop", None)], lambda s: s.hs_exp_token),
+    Config("jwt_authn-hs256", "3", "Envoy jwt_authn, HS256 local JWKS, key with exp",
+           lambda s: [jwt_authn_filter(_hs_jwks())], lambda s: s.hs_exp_token),
+    Config("keygate-hs256", "4", "keygate, HS256 key with exp",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config()))],
+           lambda s: s.hs_exp_token, uses_keyservice=True),
+    Config("keygate-nonexp-cached", "5", "keygate, non-expiring key, revocation answer cached",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config()))],
+           lambda s: s.nonexp_token, uses_keyservice=True),
+    Config("keygate-nonexp-uncached", "6",
+           "keygate, non-expiring keys, cache off (a callout per request)",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config(cache_entries=0)))],
+           lambda s: s.nonexp_tokens, uses_keyservice=True),
+    Config("ext_authz-hs256", "7", "Envoy ext_authz (HTTP) to keyservice /v1/authorize, key with exp",
+           lambda s: [ext_authz_filter()], lambda s: s.hs_exp_token,
+           uses_keyservice=True, needs_authorize=True),
+    Config("ext_authz-nonexp", "7b",
+           "Envoy ext_authz to keyservice /v1/authorize, non-expiring key (database lookup)",
+           lambda s: [ext_authz_filter()], lambda s: s.nonexp_token,
+           uses_keyservice=True, needs_authorize=True),
+    Config("jwt_authn-rs256", "8a", "Envoy jwt_authn, RS256 inline JWKS",
+           lambda s: [jwt_authn_filter(s.rs_jwks)], lambda s: s.rs_token),
+    Config("jwt_authn-rs256-cache", "8b", "Envoy jwt_authn, RS256, with its jwt_cache_config",
+           lambda s: [jwt_authn_filter(s.rs_jwks, cache=True)], lambda s: s.rs_token),
+    Config("keygate-rs256", "8c", "keygate, RS256 inline JWKS, no verified-token cache",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_rs256_config(s.rs_jwks, token_cache=False)))],
+           lambda s: s.rs_token, uses_keyservice=True),
+    Config("keygate-rs256-cache", "8d", "keygate, RS256, verified-token cache on (token repeated)",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_rs256_config(s.rs_jwks, token_cache=True)))],
+           lambda s: s.rs_token, uses_keyservice=True),
+]
+CONFIG_IDS = [config.id for config in CONFIGS]
+
+# The issue's targets, as (name, numerator id, denominator id, minimum ratio of req/s,
+# whether p99 must be no worse).
+TARGETS = [
+    ("keygate HS256 (4) vs jwt_authn HS256 (3)", "keygate-hs256", "jwt_authn-hs256", 1.15, True),
+    ("keygate HS256 (4) vs no-op wasm floor (2)", "keygate-hs256", "noop-wasm", 0.85, False),
+    ("cached non-expiring (5) vs keygate HS256 (4)", "keygate-nonexp-cached", "keygate-hs256", 0.95,
+     False),
+    ("keygate HS256 (4) vs ext_authz (7)", "keygate-hs256", "ext_authz-hs256", 3.0, False),
+    ("keygate RS256 (8c) vs jwt_authn RS256 (8a)", "keygate-rs256", "jwt_authn-rs256", 0.5, False),
+    ("keygate RS256 + token cache (8d) vs jwt_authn RS256 (8a)", "keygate-rs256-cache",
+     "jwt_authn-rs256", 1.15, False),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+
+def http(url: str, headers: dict | None = None, data: bytes | None = None,
+         method: str | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One request; never through a proxy. Returns (status, body); HTTP errors are statuses."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def wait_for(what: str, timeout: float, check, proc: subprocess.Popen | None = None,
+             log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"{what}: the process exited ({proc.returncode})\n{tail(log)}")
+        try:
+            value = check()
+            if value:
+                return value
+        except (OSError, ValueError) as err:
+            last = err
+        time.sleep(0.05)
+    raise BenchError(f"{what}: not ready after {timeout:.0f} s ({last})\n{tail(log)}")
+
+
+def tail(path: Path | None, lines: int = 30) -> str:
+    if path is None or not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()
+    return f"---- {path} ----\n" + "\n".join(text[-lines:])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the harness dies, however it dies (the setting
+    survives taskset's and the Envoy wrapper's exec)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Processes:
+    """Every process the harness starts, each ended by its own pid when the run ends."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args: list, log: Path, env: dict | None = None,
+              stdout=None) -> subprocess.Popen:
+        log_file = open(log, "wb")  # noqa: SIM115 (kept open for the child's life)
+        proc = subprocess.Popen(
+            [str(arg) for arg in args],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else log_file,
+            stderr=log_file,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def pids(self) -> set[int]:
+        return {proc.pid for proc in self.procs}
+
+
+@dataclass
+class Envoy:
+    config: Config
+    proc: subprocess.Popen
+    admin: str
+    port: int
+    log: Path
+
+
+def start_envoy(procs: Processes, envoy_bin: Path, cpu: str, config: Config, setup: Setup,
+                work: Path) -> tuple[subprocess.Popen, Path, Path]:
+    clusters = []
+    if config.uses_keyservice:
+        clusters.append(static_cluster("keyservice", "127.0.0.1", setup.keyservice_port))
+    path = work / f"envoy-{config.id}.json"
+    path.write_text(json.dumps(bootstrap(config.filters(setup), clusters), indent=2))
+    admin_path = work / f"envoy-{config.id}.admin"
+    log = work / f"envoy-{config.id}.log"
+    env = dict(os.environ, JWT_SECRET=SECRET)
+    proc = procs.start(
+        ["taskset", "-c", cpu, envoy_bin, "-c", path, "--concurrency", "1",
+         "--use-dynamic-base-id", "--admin-address-path", admin_path, "-l", "warn"],
+        log, env=env)
+    return proc, admin_path, log
+
+
+def envoy_ready(config: Config, proc: subprocess.Popen, admin_path: Path, log: Path) -> Envoy:
+    def admin_address():
+        text = admin_path.read_text().strip() if admin_path.exists() else ""
+        if not text:
+            return None
+        status, body = http(f"http://{text}/ready", timeout=2)
+        return text if status == 200 and body.strip() == b"LIVE" else None
+
+    admin = wait_for(f"Envoy for {config.id}", START_TIMEOUT, admin_address, proc, log)
+    _, body = http(f"http://{admin}/listeners?format=json")
+    listeners = json.loads(body)["listener_statuses"]
+    port = next(l["local_address"]["socket_address"]["port_value"]
+                for l in listeners if l["name"] == "main")
+    return Envoy(config=config, proc=proc, admin=admin, port=port, log=log)
+
+
+def vm_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS in /proc/{pid}/status")
+
+
+def envoy_counter(envoy: Envoy, name: str) -> int | None:
+    _, body = http(f"http://{envoy.admin}/stats?format=json&filter=^{re.escape(name)}$")
+    for stat in json.loads(body).get("stats", []):
+        if stat.get("name") == name and "value" in stat:
+            return int(stat["value"])
+    return None
+
+
+def start_keyservice(procs: Processes, bin_path: Path, cpu: str, work: Path,
+                     authorize: bool) -> tuple[subprocess.Popen, str]:
+    args = ["taskset", "-c", cpu, bin_path, "serve", "--listen", "127.0.0.1:0",
+            "--database", f"sqlite://{work / 'keyservice.db'}", "--admin-token", ADMIN_TOKEN]
+    if authorize:
+        authorize_config = work / "authorize.json"
+        authorize_config.write_text(json.dumps(keygate_hs256_config()))
+        args += ["--authorize-config", authorize_config]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KEYSERVICE_") and k != "DATABASE_URL"}
+    # Requests are logged at info: keep keyservice's CPU for answering them.
+    env.update(JWT_SECRET=SECRET, RUST_LOG="warn")
+    out = work / "keyservice.stdout"
+    log = work / "keyservice.log"
+    out_file = open(out, "wb")  # noqa: SIM115
+    proc = procs.start(args, log, env=env, stdout=out_file)
+
+    def listening():
+        for line in out.read_text(errors="replace").splitlines():
+            if line.strip().startswith("listening on http://"):
+                return line.strip().removeprefix("listening on http://")
+        return None
+
+    addr = wait_for("keyservice", START_TIMEOUT, listening, proc, log)
+    return proc, addr
+
+
+def issue_key(addr: str, name: str = "bench") -> str:
+    body = json.dumps({"user_id": "bench-user", "org_id": "bench-org", "name": name}).encode()
+    status, answer = http(f"http://{addr}/v1/keys", data=body, method="POST", headers={
+        "authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"})
+    if status != 201:
+        raise BenchError(f"POST /v1/keys: {status} {answer[:300]!r}")
+    return json.loads(answer)["key"]
+
+
+def keyservice_has_authorize(bin_path: Path) -> bool:
+    try:
+        out = subprocess.run([str(bin_path), "serve", "--help"], capture_output=True, text=True,
+                             timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--authorize-config" in out.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# wrk
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    rss_kib: int = 0
+    callouts: int | None = None
+    # Another envoy, cargo or rustc process ran at the start or the end of the measurement.
+    busy: bool = False
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not match:
+        raise BenchError(f"wrk printed an odd latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> Sample:
+    def find(pattern: str) -> re.Match | None:
+        return re.search(pattern, output, re.MULTILINE)
+
+    rps = find(r"^Requests/sec:\s+([\d.]+)")
+    p50 = find(r"^\s+50%\s+(\S+)")
+    p99 = find(r"^\s+99%\s+(\S+)")
+    requests = find(r"^\s+(\d+) requests in")
+    if not (rps and p50 and p99 and requests):
+        raise BenchError(f"could not read wrk's output:\n{output}")
+    non_2xx = find(r"Non-2xx or 3xx responses:\s+(\d+)")
+    errors = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    return Sample(
+        rps=float(rps.group(1)),
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+        requests=int(requests.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+def rotation_script(tokens: list, path: Path) -> Path:
+    """A wrk script that sends the tokens in turn, one per request."""
+    quoted = ",\n".join(f'  "{token}"' for token in tokens)
+    path.write_text(f"""local tokens = {{
+{quoted}
+}}
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, {{["authorization"] = "Bearer " .. tokens[i]}})
+end
+""")
+    return path
+
+
+def run_wrk(wrk: str, cpu: str, port: int, token: str | list, connections: int,
+            duration: int, work: Path) -> tuple[Sample, str]:
+    args = ["taskset", "-c", cpu, wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if isinstance(token, list):
+        args += ["-s", rotation_script(token, work / f"rotate-{port}.lua")]
+    else:
+        args += ["-H", f"authorization: Bearer {token}"]
+    args.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"wrk failed ({out.returncode}): {out.stderr}{out.stdout}")
+    return parse_wrk(out.stdout), out.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# Facts about the machine and the versions
+
+
+def cpu_facts() -> tuple[str, int]:
+    model, cores = "unknown", 0
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and model == "unknown":
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("processor"):
+            cores += 1
+    return model, cores
+
+
+def command_version(args: list) -> str:
+    try:
+        out = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=30,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unavailable ({err})"
+    text = (out.stdout + out.stderr).strip().splitlines()
+    return text[0].strip() if text else "unavailable"
+
+
+def foreign_processes(own: set[int]) -> list[str]:
+    """envoy, cargo and rustc processes that are not this run's: another engineer's tests."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in own or int(entry.name) == me:
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        argv0 = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else ""
+        if comm in ("envoy", "cargo", "rustc") or argv0 in ("envoy", "cargo", "rustc"):
+            found.append(f"{entry.name} {comm}")
+    return found
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def git_describe() -> str:
+    head = command_version(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return f"{head}{' with uncommitted changes' if dirty else ''}"
+
+
+def file_facts(path: Path) -> str:
+    data = path.read_bytes()
+    return f"{len(data) / 1024:.0f} KiB, sha256 {hashlib.sha256(data).hexdigest()[:12]}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(samples: list[Sample]) -> dict:
+    callouts = [s.callouts / s.requests for s in samples if s.callouts is not None and s.requests]
+    return {
+        "rps": median([s.rps for s in samples]),
+        "p50_ms": median([s.p50_ms for s in samples]),
+        "p99_ms": median([s.p99_ms for s in samples]),
+        "rss_mib": median([s.rss_kib / 1024 for s in samples]),
+        "callouts_per_request": median(callouts) if callouts else None,
+        "rounds": len(samples),
+    }
+
+
+def render(results: dict, meta: dict) -> str:
+    summaries = {cid: r["summary"] for cid, r in results.items() if r.get("summary")}
+    ref3 = summaries.get("jwt_authn-hs256", {}).get("rps")
+    ref2 = summaries.get("noop-wasm", {}).get("rps")
+    ratio = lambda a, b: f"{a / b:.2f}" if a and b else "—"  # noqa: E731
+    lines = []
+    lines.append("# keygate benchmarks")
+    lines.append("")
+    lines.append("Generated by `bench/bench.py` ([bench/README.md](bench/README.md)); rerun with "
+                 "`make bench`. Issue 6 sets the targets below.")
+    lines.append("")
+    if meta["busy"]:
+        lines.append(f"> **Taken on a busy machine**: {meta['busy']}. Other work shared the cores, "
+                     "so the absolute numbers are low and noisy; compare ratios within this run only.")
+        lines.append("")
+    if meta["quick"]:
+        lines.append("> **Quick run** (`--quick`): one short round, a smoke test of the harness, "
+                     "not a measurement.")
+        lines.append("")
+    lines.append(f"- Date: {meta['date']}")
+    lines.append(f"- Command: `{meta['command']}`")
+    lines.append(f"- Machine: {meta['cpu_model']}, {meta['cores']} cores (/proc/cpuinfo); "
+                 f"Linux {meta['kernel']}; load average {meta['load_before']:.2f} before the run")
+    lines.append(f"- Method: one Envoy per configuration, `--concurrency 1`, pinned with "
+                 f"`taskset -c {meta['envoy_cpu']}`; wrk pinned with `taskset -c {meta['load_cpu']}` "
+                 f"(`-t1 -c{meta['connections']} -d{meta['duration']}s --latency`), with keyservice "
+                 f"on the same core as wrk; upstream = Envoy `direct_response`. "
+                 f"{meta['rounds']} round(s), configurations interleaved in each round "
+                 f"(after {meta['warmup']} s of warm-up each); medians over the rounds. "
+                 "Memory: Envoy's VmRSS after each round.")
+    lines.append(f"- Versions: Envoy `{meta['envoy_version']}`; {meta['rustc_version']}; "
+                 f"{meta['wrk_version']}; keygate {meta['git']}, keygate.wasm {meta['keygate_wasm']}; "
+                 f"no-op filter {meta['noop_wasm']}; keyservice {meta['keyservice_build']} build")
+    lines.append("")
+    lines.append("| # | configuration | req/s | p50 ms | p99 ms | Envoy RSS MiB | ×(3) jwt_authn HS256 "
+                 "| ×(2) no-op wasm | callouts/req |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for config in CONFIGS:
+        result = results.get(config.id)
+        if result is None:
+            continue
+        summary = result.get("summary")
+        if not summary:
+            lines.append(f"| {config.number} | {config.title} | {result.get('skipped', '—')} "
+                         "| | | | | | |")
+            continue
+        callouts = summary["callouts_per_request"]
+        lines.append(
+            f"| {config.number} | {config.title} | {summary['rps']:.0f} | {summary['p50_ms']:.2f} "
+            f"| {summary['p99_ms']:.2f} | {summary['rss_mib']:.1f} | {ratio(summary['rps'], ref3)} "
+            f"| {ratio(summary['rps'], ref2)} | "
+            f"{'' if callouts is None else f'{callouts:.3f}'} |")
+    lines.append("")
+    lines.append("callouts/req: requests Envoy sent to keyservice (`cluster.keyservice.upstream_rq_total`) "
+                 "per request measured; empty where there is no keyservice cluster.")
+    lines.append("")
+    lines.append("## Targets of issue 6")
+    lines.append("")
+    lines.append("Ratio of the medians' requests/s; the range is that of the ratios within each round "
+                 "(both measured in the same round, so the machine's drift between rounds cancels).")
+    lines.append("")
+    lines.append("| target | ratio of req/s | per-round range | needed | p99 | met |")
+    lines.append("| --- | ---: | ---: | ---: | --- | --- |")
+    for name, a, b, needed, p99_too in TARGETS:
+        sa, sb = summaries.get(a), summaries.get(b)
+        if not sa or not sb:
+            lines.append(f"| {name} | — | | ≥ {needed:.2f} | | not measured |")
+            continue
+        paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
+                  if y["rps"]]
+        spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+        value = sa["rps"] / sb["rps"]
+        p99 = ""
+        met = value >= needed
+        if p99_too:
+            p99_ok = sa["p99_ms"] <= sb["p99_ms"]
+            p99 = f"{sa['p99_ms']:.2f} vs {sb['p99_ms']:.2f} ms"
+            met = met and p99_ok
+        lines.append(f"| {name} | {value:.2f} | {spread} | ≥ {needed:.2f} | {p99} "
+                     f"| {'yes' if met else 'no'} |")
+    lines.append("")
+    lines.append("## Every round")
+    lines.append("")
+    lines.append("req/s, p50 / p99 ms, Envoy RSS MiB of each configuration in each round; * marks a "
+                 "measurement during which another envoy, cargo or rustc process ran.")
+    lines.append("")
+    lines.append("| configuration | " + " | ".join(f"round {i + 1}" for i in range(meta["rounds"]))
+                 + " |")
+    lines.append("| --- |" + " ---: |" * meta["rounds"])
+    for config in CONFIGS:
+        result = results.get(config.id)
+        if not result or not result.get("samples"):
+            continue
+        cells = [f"{'*' if s.get('busy') else ''}{s['rps']:.0f}, {s['p50_ms']:.2f} / "
+                 f"{s['p99_ms']:.2f}, {s['rss_kib'] / 1024:.1f}" for s in result["samples"]]
+        lines.append(f"| {config.number} {config.id} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory at scale (--memory, `make bench-memory`)
+
+MEMORY_BEGIN = "<!-- memory at scale: begin -->"
+MEMORY_END = "<!-- memory at scale: end -->"
+
+
+def stub_revocation_bootstrap() -> dict:
+    """A stand-in for keyservice that says "active" for every key, cacheable for an hour: Envoy
+    answering by itself, so that a million distinct keys cost one cheap callout each."""
+    config = bootstrap([], [])
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    route = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+    route["direct_response"] = {"status": 200, "body": {"inline_string": '{"status":"active"}'}}
+    route["response_headers_to_add"] = [
+        {"header": {"key": "cache-control", "value": "max-age=3600"}},
+        {"header": {"key": "content-type", "value": "application/json"}},
+    ]
+    return config
+
+
+def memory_script(tokens_file: Path, count: int, path: Path) -> Path:
+    """wrk sends each token of the file once, in order, then stops."""
+    path.write_text(f"""local tokens = {{}}
+for line in io.lines("{tokens_file}") do tokens[#tokens + 1] = line end
+local sent, answered = 0, 0
+request = function()
+  sent = sent % #tokens + 1
+  return wrk.format(nil, nil, {{["authorization"] = "Bearer " .. tokens[sent]}})
+end
+response = function(status, headers, body)
+  answered = answered + 1
+  if answered >= {count} then wrk.thread:stop() end
+end
+""")
+    return path
+
+
+def write_tokens(path: Path, count: int) -> None:
+    """`count` distinct HS256 keys without `exp` (ComfyUI Deploy's kind), one a line."""
+    iat = int(time.time())
+    key = SECRET.encode()
+    header = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    with open(path, "w") as out:
+        for i in range(count):
+            payload = b64url(f'{{"user_id":"user-{i}","org_id":"bench-org","iat":{iat}}}'.encode())
+            signing_input = f"{header}.{payload}"
+            signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+            out.write(f"{signing_input}.{b64url(signature)}\n")
+
+
+def run_memory(args: argparse.Namespace, procs: Processes) -> int:
+    log = lambda message: print(f"bench: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    wrk = os.environ.get("WRK") or shutil.which("wrk")
+    if not wrk:
+        raise BenchError("wrk is not installed: `make bench-tools` installs it (Debian package wrk)")
+    envoy_bin = binary("ENVOY_BIN", ROOT / ".venv/bin/envoy", "Envoy")
+    keygate_wasm = binary("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm",
+                          "keygate's filter")
+    load_before = load_average()
+    foreign = set(foreign_processes(procs.pids()))
+    work = Path(tempfile.mkdtemp(prefix="keygate-bench-memory-"))
+    tokens_file = work / "tokens.txt"
+    log(f"writing {args.keys} distinct non-expiring keys")
+    write_tokens(tokens_file, args.keys)
+
+    stub_path = work / "stub.json"
+    stub_path.write_text(json.dumps(stub_revocation_bootstrap()))
+    stub_admin_path = work / "stub.admin"
+    stub_log = work / "stub.log"
+    stub = procs.start(["taskset", "-c", args.load_cpu, envoy_bin, "-c", stub_path,
+                        "--concurrency", "1", "--use-dynamic-base-id", "--admin-address-path",
+                        stub_admin_path, "-l", "warn"], stub_log)
+    stub_config = Config("stub", "-", "revocation stub", lambda s: [], lambda s: "")
+    stub_envoy = envoy_ready(stub_config, stub, stub_admin_path, stub_log)
+
+    rows = []
+    for bound in args.memory_bounds:
+        plugin = keygate_hs256_config(cache_entries=bound)
+        plugin["revocation"]["cache"]["max_active_seconds"] = 3600
+        config = Config(f"keygate-memory-{bound}", "-", f"keygate, cache of {bound}",
+                        lambda s, p=plugin: [wasm_filter("keygate", keygate_wasm, "keygate",
+                                                         json.dumps(p))],
+                        lambda s: "", uses_keyservice=True)
+        setup = Setup(keygate_wasm=keygate_wasm, noop_wasm=keygate_wasm, hs_exp_token="",
+                      nonexp_token="", nonexp_tokens=[], rs_token="", rs_jwks={},
+                      keyservice_port=stub_envoy.port, authorize_available=False)
+        proc, admin_path, envoy_log = start_envoy(procs, envoy_bin, args.envoy_cpu, config,
+                                                  setup, work)
+        envoy = envoy_ready(config, proc, admin_path, envoy_log)
+        first = tokens_file.open().readline().strip()
+        status, body = http(f"http://127.0.0.1:{envoy.port}/",
+                            headers={"authorization": f"Bearer {first}"})
+        if status != 200:
+            raise BenchError(f"keygate with the stub answered {status} {body[:200]!r}\n"
+                             f"{tail(envoy_log, 15)}")
+        rss_before = vm_rss_kib(proc.pid)
+        log(f"cache of {bound}: RSS before {rss_before / 1024:.1f} MiB; sending {args.keys} keys")
+        script = memory_script(tokens_file, args.keys, work / f"memory-{bound}.lua")
+        wrk_args = ["taskset", "-c", args.load_cpu, wrk, "-t1", f"-c{args.connections}",
+                    "-d3600s", "--latency", "-s", script, f"http://127.0.0.1:{envoy.port}/"]
+        started = time.monotonic()
+        load = subprocess.Popen([str(a) for a in wrk_args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        peak = rss_before
+        # wrk's thread stops after the last key (the script), but wrk itself only at the end of
+        # its duration, or at SIGINT, when it prints its numbers: sent once every key is through.
+        progress, progress_at, logged_at = 0, time.monotonic(), 0.0
+        while load.poll() is None:
+            time.sleep(1)
+            peak = max(peak, vm_rss_kib(proc.pid))
+            allowed = envoy_counter(envoy, "wasmcustom.keygate.requests_allowed") or 0
+            if allowed > progress:
+                progress, progress_at = allowed, time.monotonic()
+            if time.monotonic() - logged_at >= 30:
+                logged_at = time.monotonic()
+                log(f"  {allowed} requests allowed, RSS {vm_rss_kib(proc.pid) / 1024:.1f} MiB")
+            stalled = time.monotonic() - progress_at > 60
+            if allowed > args.keys or stalled:
+                load.send_signal(signal.SIGINT)
+                try:
+                    load.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    load.kill()
+                if stalled and allowed <= args.keys:
+                    raise BenchError(f"no progress for 60 s at {allowed} of {args.keys} keys\n"
+                                     f"{tail(envoy_log, 15)}")
+        output = load.stdout.read() if load.stdout else ""
+        elapsed = time.monotonic() - started
+        sample = parse_wrk(output)
+        if load.returncode != 0 or sample.non_2xx or sample.socket_errors:
+            raise BenchError(f"the memory run for a cache of {bound} failed:\n{output}")
+        rss_after = vm_rss_kib(proc.pid)
+        stats = {name: envoy_counter(envoy, name) for name in (
+            "cluster.keyservice.upstream_rq_total",
+            "wasmcustom.keygate.revocation_cache_hits",
+            "wasmcustom.keygate.revocation_cache_misses",
+            "wasmcustom.keygate.revocation_cache_evictions",
+            "wasmcustom.keygate.requests_allowed")}
+        rows.append({"bound": bound, "keys": args.keys, "requests": sample.requests,
+                     "seconds": elapsed, "rss_before_kib": rss_before, "rss_after_kib": rss_after,
+                     "rss_peak_kib": peak, "stats": stats})
+        log(f"cache of {bound}: RSS after {rss_after / 1024:.1f} MiB (peak {peak / 1024:.1f}), "
+            f"{stats}")
+        proc.terminate()
+        proc.wait(timeout=10)
+    foreign.update(foreign_processes(procs.pids()))
+
+    model, cores = cpu_facts()
+    busy = []
+    if load_before >= 0.5:
+        busy.append(f"load average {load_before:.2f} before the run")
+    if foreign:
+        busy.append(f"other envoy/cargo/rustc processes running ({len(foreign)})")
+    command = os.environ.get("BENCH_COMMAND") or \
+        f"python3 bench/bench.py --memory --keys {args.keys} " \
+        f"--memory-bounds {','.join(map(str, args.memory_bounds))}"
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu_model": model, "cores": cores, "command": command, "busy": "; ".join(busy),
+            "keys": args.keys}
+    section = render_memory(rows, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    existing = args.out.read_text() if args.out.exists() else "# keygate benchmarks\n"
+    args.out.write_text(replace_memory_section(existing, section))
+    log(f"wrote the memory section of {args.out}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "memory": rows}, indent=2))
+    print(section)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def render_memory(rows: list, meta: dict) -> str:
+    lines = [MEMORY_BEGIN, "## Memory at scale", ""]
+    if meta["busy"]:
+        lines += [f"> Taken on a busy machine: {meta['busy']}. Memory does not depend on the "
+                  "load; the seconds do.", ""]
+    lines += [
+        f"{meta['keys']} distinct valid keys without `exp`, each sent once through keygate (the "
+        "README's configuration, `max_active_seconds: 3600` so that no answer expires during the "
+        "run) with the revocation cache of the size given; the revocation answers come from a "
+        "stand-in that says \"active\" to every key with `max-age=3600` (Envoy's "
+        "`direct_response`), so every key is one callout and one cache entry. Envoy's VmRSS "
+        "before the first key and after the last; the bound is the README's estimate of the "
+        "cache, about 200 bytes an entry. The cache is a fixed table whose slot a key's digest "
+        "picks, so keys that land on a taken slot evict its entry: entries held = misses − "
+        "evictions.",
+        "",
+        f"- Date: {meta['date']}; {meta['cpu_model']}, {meta['cores']} cores; "
+        f"command: `{meta['command']}`",
+        "",
+        "| cache `max_entries` | keys | RSS before MiB | RSS after MiB | peak MiB | growth MiB "
+        "| bound MiB (200 B × max_entries) | entries held | growth per entry held | callouts "
+        "| seconds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        growth_kib = row["rss_after_kib"] - row["rss_before_kib"]
+        bound_mib = row["bound"] * 200 / 1024 / 1024
+        stats = row["stats"]
+        held = (stats["wasmcustom.keygate.revocation_cache_misses"] or 0) - \
+            (stats["wasmcustom.keygate.revocation_cache_evictions"] or 0)
+        per_entry = f"{growth_kib * 1024 / held:.0f} B" if held > 0 else "—"
+        lines.append(
+            f"| {row['bound']} | {row['keys']} | {row['rss_before_kib'] / 1024:.1f} "
+            f"| {row['rss_after_kib'] / 1024:.1f} | {row['rss_peak_kib'] / 1024:.1f} "
+            f"| {growth_kib / 1024:.1f} | {bound_mib:.1f} | {held} | {per_entry} "
+            f"| {stats['cluster.keyservice.upstream_rq_total']} | {row['seconds']:.0f} |")
+    lines += ["", MEMORY_END]
+    return "\n".join(lines)
+
+
+def replace_memory_section(text: str, section: str) -> str:
+    """The report with its memory section (at its end) replaced by `section`."""
+    start, end = text.find(MEMORY_BEGIN), text.find(MEMORY_END)
+    if 0 <= start < end:
+        text = text[:start] + text[end + len(MEMORY_END):]
+    return f"{text.rstrip()}\n\n{section}\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+
+
+def binary(var: str, default: Path, what: str) -> Path:
+    value = os.environ.get(var)
+    path = Path(value) if value else default
+    if not path.is_file():
+        raise BenchError(f"{what} {path} ({'$' + var if value else 'default; set ' + var}) does "
+                         "not exist: `make bench` builds and installs everything the harness needs")
+    return path.resolve()
+
+
+def default_keyservice() -> Path:
+    release = ROOT / "target/release/keyservice"
+    return release if release.is_file() else ROOT / "target/debug/keyservice"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 round of 3 s, 1 s of warm-up (unless given), and the "
+                             "report to target/bench/quick.md")
+    parser.add_argument("--rounds", type=int, help="rounds (default 5; 1 with --quick)")
+    parser.add_argument("--duration", type=int, help="seconds per measurement (default 10; 3 with --quick)")
+    parser.add_argument("--warmup", type=int,
+                        help="seconds of unmeasured load per configuration before round 1 "
+                             "(default 3; 1 with --quick)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--envoy-cpu", default="0", help="core for Envoy (default 0)")
+    parser.add_argument("--load-cpu", default="1", help="core for wrk and keyservice (default 1)")
+    parser.add_argument("--only", help="comma-separated configuration ids (see --list)")
+    parser.add_argument("--skip", help="comma-separated configuration ids not to run; the report "
+                                       "lists them as skipped")
+    parser.add_argument("--out", type=Path,
+                        help="markdown report (default BENCHMARKS.md; target/bench/quick.md with --quick)")
+    parser.add_argument("--json", type=Path,
+                        help="every number as JSON (default target/bench/bench.json; "
+                             "target/bench/quick.json with --quick)")
+    parser.add_argument("--list", action="store_true", help="list the configurations and exit")
+    parser.add_argument("--memory", action="store_true",
+                        help="memory at scale instead: --keys distinct keys through keygate, "
+                             "Envoy's RSS before and after (a section of the report)")
+    parser.add_argument("--keys", type=int, default=1_000_000, help="keys for --memory")
+    parser.add_argument("--memory-bounds", default="16384,1048576",
+                        help="revocation cache sizes (max_entries) for --memory, comma-separated")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 5)
+    args.duration = args.duration or (3 if args.quick else 10)
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 3
+    if args.out is None:
+        args.out = ROOT / ("target/bench/quick.md" if args.quick else "BENCHMARKS.md")
+    if args.json is None:
+        name = "memory" if args.memory else "quick" if args.quick else "bench"
+        args.json = ROOT / f"target/bench/{name}.json"
+    if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.connections < 1:
+        parser.error("rounds, duration and connections must be at least 1, warmup at least 0")
+    args.memory_bounds = [int(b) for b in args.memory_bounds.split(",")]
+    for option in (args.only, args.skip):
+        unknown = set(option.split(",")) - set(CONFIG_IDS) if option else set()
+        if unknown:
+            parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {CONFIG_IDS}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for config in CONFIGS:
+            print(f"{config.number:>3}  {config.id:<24} {config.title}")
+        return 0
+    selected = [c for c in CONFIGS if not args.only or c.id in args.only.split(",")]
+
+    procs = Processes()
+    # Stopped by a signal (Ctrl-C, a test's timeout): end the children, then exit.
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return run_memory(args, procs) if args.memory else run(args, selected, procs)
+    except BenchError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+
+
+def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> int:
+    log = lambda message: print(f"bench: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    for tool in ("taskset",):
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} is not installed (util-linux)")
+    wrk = os.environ.get("WRK") or shutil.which("wrk")
+    if not wrk:
+        raise BenchError("wrk is not installed: `make bench-tools` installs it (Debian package wrk)")
+    envoy_bin = binary("ENVOY_BIN", ROOT / ".venv/bin/envoy", "Envoy")
+    keygate_wasm = binary("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm",
+                          "keygate's filter")
+    noop_wasm = binary("NOOP_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop.wasm",
+                       "the no-op filter")
+    keyservice_bin = binary("KEYSERVICE_BIN", default_keyservice(), "keyservice")
+
+    # The machine before anything of ours runs.
+    load_before = load_average()
+    foreign_before = foreign_processes(procs.pids())
+
+    authorize = keyservice_has_authorize(keyservice_bin)
+    if not authorize:
+        log("keyservice has no --authorize-config: the ext_authz configurations are not available yet")
+
+    work = Path(tempfile.mkdtemp(prefix="keygate-bench-"))
+    log(f"working in {work}")
+    keyservice_needed = any(c.uses_keyservice for c in selected)
+    keyservice_port = 0
+    nonexp_token, nonexp_tokens = "", []
+    if keyservice_needed:
+        _, ks_addr = start_keyservice(procs, keyservice_bin, args.load_cpu, work, authorize)
+        keyservice_port = int(ks_addr.rsplit(":", 1)[1])
+        nonexp_token = issue_key(ks_addr)
+        # More keys than connections, so that requests in flight together hold distinct keys.
+        nonexp_tokens = [issue_key(ks_addr, f"bench-{i}") for i in range(4 * args.connections)]
+        log(f"keyservice on {ks_addr}, {1 + len(nonexp_tokens)} non-expiring keys issued")
+
+    now = int(time.time())
+    log("generating the RS256 key")
+    rsa_key = RsaKey.generate(2048)
+    rs_jwks = {"keys": [rsa_key.public_jwk(RSA_KID)]}
+    setup = Setup(
+        keygate_wasm=keygate_wasm,
+        noop_wasm=noop_wasm,
+        hs_exp_token=hs256({"user_id": "bench-user", "org_id": "bench-org", "iat": now,
+                            "exp": now + 86400}, SECRET),
+        nonexp_token=nonexp_token,
+        nonexp_tokens=nonexp_tokens,
+        rs_token=rs256({"sub": "bench-user", "user_id": "bench-user", "org_id": "bench-org",
+                        "iat": now, "exp": now + 86400}, rsa_key, RSA_KID),
+        rs_jwks=rs_jwks,
+        keyservice_port=keyservice_port,
+        authorize_available=authorize,
+    )
+
+    results: dict = {}
+    runnable = []
+    skipped = set(args.skip.split(",")) if args.skip else set()
+    for config in selected:
+        if config.id in skipped:
+            results[config.id] = {"skipped": "skipped (--skip)"}
+        elif config.needs_authorize and not authorize:
+            results[config.id] = {"skipped": "not available yet (keyservice has no --authorize-config)"}
+        else:
+            runnable.append(config)
+
+    # Start every Envoy, then wait for each: they come up in parallel.
+    started = [(config, *start_envoy(procs, envoy_bin, args.envoy_cpu, config, setup, work))
+               for config in runnable]
+    envoys = [envoy_ready(config, proc, admin_path, log_path)
+              for config, proc, admin_path, log_path in started]
+    log(f"{len(envoys)} Envoys ready")
+
+    # Each must decide as configured before anything is measured.
+    failures = []
+    for envoy in envoys:
+        tokens = envoy.config.token(setup)
+        url = f"http://127.0.0.1:{envoy.port}/"
+        with_token, body = 0, b""
+        for token in tokens if isinstance(tokens, list) else [tokens]:
+            with_token, body = http(url, headers={"authorization": f"Bearer {token}"})
+            if with_token != 200:
+                break
+        without, _ = http(url)
+        expected_without = 401 if envoy.config.expect_401_without_token else 200
+        results[envoy.config.id] = {"verified": {"token": with_token, "no_token": without},
+                                    "samples": []}
+        if with_token != 200 or without != expected_without:
+            failures.append(f"{envoy.config.id}: {with_token} with the token (expected 200: "
+                            f"{body[:200]!r}), {without} without (expected {expected_without})\n"
+                            f"{tail(envoy.log, 15)}")
+    if failures:
+        raise BenchError("configurations that do not decide as expected:\n" + "\n".join(failures))
+    log("every configuration answers 200 with its token" +
+        (" and 401 without" if any(e.config.expect_401_without_token for e in envoys) else ""))
+
+    if args.warmup:
+        for envoy in envoys:
+            run_wrk(wrk, args.load_cpu, envoy.port, envoy.config.token(setup), args.connections,
+                    args.warmup, work)
+
+    foreign_during: set[str] = set()
+    busy_samples = 0
+    for round_index in range(args.rounds):
+        for envoy in envoys:
+            before = envoy_counter(envoy, "cluster.keyservice.upstream_rq_total") \
+                if envoy.config.uses_keyservice else None
+            foreign_start = foreign_processes(procs.pids())
+            sample, output = run_wrk(wrk, args.load_cpu, envoy.port, envoy.config.token(setup),
+                                     args.connections, args.duration, work)
+            foreign_end = foreign_processes(procs.pids())
+            foreign_during.update(foreign_start, foreign_end)
+            sample.busy = bool(foreign_start or foreign_end)
+            busy_samples += sample.busy
+            if sample.non_2xx or sample.socket_errors:
+                raise BenchError(f"{envoy.config.id}, round {round_index + 1}: {sample.non_2xx} "
+                                 f"non-2xx responses, {sample.socket_errors} socket errors\n"
+                                 f"{output}\n{tail(envoy.log, 15)}")
+            if before is not None:
+                after = envoy_counter(envoy, "cluster.keyservice.upstream_rq_total")
+                sample.callouts = (after or 0) - before
+            sample.rss_kib = vm_rss_kib(envoy.proc.pid)
+            results[envoy.config.id]["samples"].append(sample.__dict__)
+            log(f"round {round_index + 1}/{args.rounds} {envoy.config.id}: {sample.rps:.0f} req/s, "
+                f"p50 {sample.p50_ms:.2f} ms, p99 {sample.p99_ms:.2f} ms, "
+                f"RSS {sample.rss_kib / 1024:.1f} MiB{' (busy)' if sample.busy else ''}")
+
+    for envoy in envoys:
+        samples = [Sample(**s) for s in results[envoy.config.id]["samples"]]
+        results[envoy.config.id]["summary"] = summarize(samples)
+
+    busy = []
+    if load_before >= 0.5:
+        busy.append(f"load average {load_before:.2f} before the run")
+    foreign = sorted(set(foreign_before) | foreign_during)
+    if foreign_before:
+        busy.append(f"{len(foreign_before)} other envoy/cargo/rustc processes before the run")
+    if busy_samples:
+        busy.append(f"other envoy/cargo/rustc processes ran during {busy_samples} of "
+                    f"{args.rounds * len(envoys)} measurements (marked * below)")
+    model, cores = cpu_facts()
+    command = os.environ.get("BENCH_COMMAND") or \
+        "python3 bench/bench.py " + " ".join(argv_for_report(args))
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command.strip(),
+        "cpu_model": model,
+        "cores": cores,
+        "kernel": platform.release(),
+        "load_before": load_before,
+        "busy": "; ".join(busy),
+        "quick": args.quick,
+        "envoy_cpu": args.envoy_cpu,
+        "load_cpu": args.load_cpu,
+        "connections": args.connections,
+        "duration": args.duration,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "envoy_version": command_version([envoy_bin, "--version"]).split("version: ")[-1],
+        "rustc_version": command_version(["rustc", "--version"]),
+        "wrk_version": command_version([wrk, "--version"]).split(" [")[0],
+        "git": git_describe(),
+        "keygate_wasm": file_facts(keygate_wasm),
+        "noop_wasm": file_facts(noop_wasm),
+        "keyservice_build": "release" if "/release/" in str(keyservice_bin) else "debug",
+        "foreign_processes": foreign,
+    }
+    report = render(results, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # A memory section from `make bench-memory` stays.
+    previous = args.out.read_text() if args.out.exists() else ""
+    start, end = previous.find(MEMORY_BEGIN), previous.find(MEMORY_END)
+    memory = previous[start:end + len(MEMORY_END)] if 0 <= start < end else ""
+    args.out.write_text(report.rstrip() + "\n" + (f"\n{memory}" if memory else ""))
+    log(f"wrote {args.out}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(report)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def argv_for_report(args: argparse.Namespace) -> list[str]:
+    out = ["--quick"] if args.quick else []
+    out += [f"--rounds {args.rounds}", f"--duration {args.duration}", f"--warmup {args.warmup}",
+            f"--connections {args.connections}"]
+    if args.only:
+        out.append(f"--only {args.only}")
+    if args.skip:
+        out.append(f"--skip {args.skip}")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
