@@ -9,6 +9,7 @@
 #   make oci     keygate.wasm as an OCI image layout for Istio (target/oci/keygate)
 #   make bench   keygate against Envoy's jwt_authn and ext_authz, written to BENCHMARKS.md
 #   make bench-memory  Envoy's memory with a million distinct keys through keygate (slow)
+#   make decision-path  time the per-request decision per algorithm, natively and under V8
 #
 # Every target installs what it needs, so each works on a fresh machine.
 
@@ -37,7 +38,7 @@ RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
 
 .PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
-.PHONY: bench bench-memory bench-tools bench-wasm
+.PHONY: bench bench-memory bench-tools bench-wasm decision-path
 
 # What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
 # `make test`, so `make run` installs no system packages.
@@ -126,9 +127,13 @@ oci: wasm
 # callout and ext_authz paths. BENCH_ARGS is passed on, e.g. BENCH_ARGS=--quick.
 BENCH_ARGS ?=
 bench-tools:
-	@command -v wrk >/dev/null || { \
-		echo "installing wrk (Debian package) for the benchmark" >&2; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian packages) for the benchmark (load, ES256/EdDSA keys)" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 bench-wasm: rust-tools
 	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
@@ -139,6 +144,16 @@ bench: tools bench-tools wasm bench-wasm
 		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
 		$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+# The decision alone (Gate::decide, no Envoy) per algorithm, in ns: natively, then as wasm under
+# node's V8, Envoy's engine (bench/decision-path). For profiling a change before `make bench`.
+DECISION_PATH_MS ?= 1000
+decision-path: rust-tools
+	$(CARGO) run --release -p keygate-decision-path -- $(DECISION_PATH_MS)
+	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-decision-path
+	@command -v node >/dev/null || { echo "decision-path: node (Debian package nodejs) runs the wasm build under V8; install it" >&2; exit 1; }
+	node --no-warnings bench/decision-path/run-v8.mjs \
+		target/$(WASM_TARGET)/release/keygate-decision-path.wasm $(DECISION_PATH_MS)
 
 # A million distinct non-expiring keys through keygate, Envoy's memory before and after, against
 # the revocation cache's bound: a section of BENCHMARKS.md. Takes about ten minutes.

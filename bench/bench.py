@@ -141,6 +141,71 @@ class RsaKey:
         return pow(int.from_bytes(encoded, "big"), self.d, self.n).to_bytes(size, "big")
 
 
+class OpensslKey:
+    """An ES256 or EdDSA key made and used by the `openssl` command (the standard library has
+    neither curve)."""
+
+    def __init__(self, alg: str, work: Path):
+        self.alg = alg
+        self.pem = work / f"{alg.lower()}.pem"
+        spec = ["-algorithm", "ED25519"] if alg == "EdDSA" else \
+            ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        openssl(["genpkey", *spec, "-out", str(self.pem)])
+        der = openssl(["pkey", "-in", str(self.pem), "-pubout", "-outform", "DER"])
+        # The SubjectPublicKeyInfo ends with the key: 32 bytes (Ed25519) or 04||x||y (P-256).
+        self.public = der[-32:] if alg == "EdDSA" else der[-65:]
+
+    def public_jwk(self, kid: str) -> dict:
+        if self.alg == "EdDSA":
+            return {"kty": "OKP", "crv": "Ed25519", "kid": kid, "alg": "EdDSA", "use": "sig",
+                    "x": b64url(self.public)}
+        return {"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+                "x": b64url(self.public[1:33]), "y": b64url(self.public[33:])}
+
+    def sign(self, claims: dict, kid: str) -> str:
+        signing_input = _signing_input({"alg": self.alg, "typ": "JWT", "kid": kid}, claims)
+        message = self.pem.parent / f"{self.alg.lower()}.msg"
+        message.write_bytes(signing_input)
+        if self.alg == "EdDSA":
+            signature = openssl(["pkeyutl", "-sign", "-rawin", "-inkey", str(self.pem),
+                                 "-in", str(message)])
+        else:
+            signature = _der_to_raw(openssl(["dgst", "-sha256", "-sign", str(self.pem),
+                                             str(message)]), 32)
+        return f"{signing_input.decode()}.{b64url(signature)}"
+
+
+def openssl(args: list) -> bytes:
+    try:
+        out = subprocess.run(["openssl", *args], capture_output=True, timeout=60, check=False)
+    except FileNotFoundError as err:
+        raise BenchError("the openssl command is needed for the ES256 and EdDSA keys "
+                         "(Debian: apt-get install openssl)") from err
+    if out.returncode != 0:
+        raise BenchError(f"openssl {' '.join(args)} failed: {out.stderr.decode(errors='replace')}")
+    return out.stdout
+
+
+def _der_to_raw(der: bytes, size: int) -> bytes:
+    """An ECDSA-Sig-Value (SEQUENCE of two INTEGERs) as JWS wants it: r || s, fixed size."""
+    def integer(at: int) -> tuple[int, int]:
+        if der[at] != 0x02:
+            raise BenchError("openssl gave an ECDSA signature that is not DER")
+        length = der[at + 1]
+        return int.from_bytes(der[at + 2:at + 2 + length], "big"), at + 2 + length
+    r, after_r = integer(2)
+    s, _ = integer(after_r)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def forged(token: str) -> str:
+    """The token with its signature's bytes changed: same header (alg, kid) and claims."""
+    signing_input, signature = token.rsplit(".", 1)
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    raw[len(raw) // 2] ^= 0x55
+    return f"{signing_input}.{b64url(bytes(raw))}"
+
+
 def rs256(claims: dict, key: RsaKey, kid: str) -> str:
     signing_input = _signing_input({"alg": "RS256", "typ": "JWT", "kid": kid}, claims)
     return f"{signing_input.decode()}.{b64url(key.sign_rs256(signing_input))}"
@@ -298,24 +363,27 @@ def ext_authz_filter() -> dict:
     }
 
 
-def keygate_hs256_config(cache_entries: int | None = None) -> dict:
-    """The README's minimal configuration: HS256 API keys, revocation callouts to keyservice."""
+def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = True) -> dict:
+    """The README's minimal configuration: HS256 API keys, revocation callouts to keyservice;
+    the verified-token cache as by default, or off."""
     config: dict = {
         "secret": {"env": "JWT_SECRET"},
         "revocation": {"cluster": "keyservice", "authority": "keyservice"},
     }
     if cache_entries is not None:
         config["revocation"]["cache"] = {"max_entries": cache_entries}
+    if not token_cache:
+        config["token_cache"] = {"max_entries": 0}
     return config
 
 
-def keygate_rs256_config(jwks: dict, token_cache: bool) -> dict:
+def keygate_provider_config(jwks: dict, alg: str, token_cache: bool) -> dict:
     config: dict = {
         "revocation": {"cluster": "keyservice", "authority": "keyservice"},
-        "providers": [{"name": "rs", "jwks": jwks, "algorithms": ["RS256"]}],
+        "providers": [{"name": alg.lower(), "jwks": jwks, "algorithms": [alg]}],
     }
-    if token_cache:
-        config["token_cache"] = {"max_entries": 1024}
+    if not token_cache:
+        config["token_cache"] = {"max_entries": 0}
     return config
 
 
@@ -336,6 +404,10 @@ class Setup:
     nonexp_tokens: list
     rs_token: str
     rs_jwks: dict
+    es_token: str
+    es_jwks: dict
+    ed_token: str
+    ed_jwks: dict
     keyservice_port: int
     authorize_available: bool
 
@@ -350,6 +422,8 @@ class Config:
     # Setup -> str, or a list of tokens that wrk sends in turn, one per request.
     token: object
     expect_401_without_token: bool = True
+    # 401 for the forged-token configurations: what is measured is the refusal.
+    status_with_token: int = 200
     uses_keyservice: bool = False
     needs_authorize: bool = False
 
@@ -368,6 +442,10 @@ CONFIGS = [
     Config("keygate-hs256", "4", "keygate, HS256 key with exp",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
                                   json.dumps(keygate_hs256_config()))],
+           lambda s: s.hs_exp_token, uses_keyservice=True),
+    Config("keygate-hs256-nocache", "4b", "keygate, HS256 key with exp, verified-token cache off",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config(token_cache=False)))],
            lambda s: s.hs_exp_token, uses_keyservice=True),
     Config("keygate-nonexp-cached", "5", "keygate, non-expiring key, revocation answer cached",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
@@ -391,12 +469,31 @@ CONFIGS = [
            lambda s: [jwt_authn_filter(s.rs_jwks, cache=True)], lambda s: s.rs_token),
     Config("keygate-rs256", "8c", "keygate, RS256 inline JWKS, no verified-token cache",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
-                                  json.dumps(keygate_rs256_config(s.rs_jwks, token_cache=False)))],
+                                  json.dumps(keygate_provider_config(s.rs_jwks, "RS256", token_cache=False)))],
            lambda s: s.rs_token, uses_keyservice=True),
     Config("keygate-rs256-cache", "8d", "keygate, RS256, verified-token cache on (token repeated)",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
-                                  json.dumps(keygate_rs256_config(s.rs_jwks, token_cache=True)))],
+                                  json.dumps(keygate_provider_config(s.rs_jwks, "RS256", token_cache=True)))],
            lambda s: s.rs_token, uses_keyservice=True),
+    Config("jwt_authn-rs256-forged", "8e", "Envoy jwt_authn, RS256, forged signatures (401)",
+           lambda s: [jwt_authn_filter(s.rs_jwks)], lambda s: forged(s.rs_token),
+           status_with_token=401),
+    Config("keygate-rs256-forged", "8f", "keygate, RS256, forged signatures (401)",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_provider_config(s.rs_jwks, "RS256", token_cache=True)))],
+           lambda s: forged(s.rs_token), uses_keyservice=True, status_with_token=401),
+    Config("jwt_authn-es256", "9a", "Envoy jwt_authn, ES256 inline JWKS",
+           lambda s: [jwt_authn_filter(s.es_jwks)], lambda s: s.es_token),
+    Config("keygate-es256", "9b", "keygate, ES256 inline JWKS, no verified-token cache",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_provider_config(s.es_jwks, "ES256", token_cache=False)))],
+           lambda s: s.es_token, uses_keyservice=True),
+    Config("jwt_authn-eddsa", "9c", "Envoy jwt_authn, EdDSA inline JWKS",
+           lambda s: [jwt_authn_filter(s.ed_jwks)], lambda s: s.ed_token),
+    Config("keygate-eddsa", "9d", "keygate, EdDSA inline JWKS, no verified-token cache",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_provider_config(s.ed_jwks, "EdDSA", token_cache=False)))],
+           lambda s: s.ed_token, uses_keyservice=True),
 ]
 CONFIG_IDS = [config.id for config in CONFIGS]
 
@@ -411,6 +508,18 @@ TARGETS = [
     ("keygate RS256 (8c) vs jwt_authn RS256 (8a)", "keygate-rs256", "jwt_authn-rs256", 0.5, False),
     ("keygate RS256 + token cache (8d) vs jwt_authn RS256 (8a)", "keygate-rs256-cache",
      "jwt_authn-rs256", 1.15, False),
+]
+
+# Same-algorithm comparisons the issue asks to report, without a target: (name, numerator id,
+# denominator id).
+COMPARISONS = [
+    ("keygate HS256, token cache off (4b) vs jwt_authn HS256 (3)", "keygate-hs256-nocache",
+     "jwt_authn-hs256"),
+    ("keygate HS256, token cache on (4) vs off (4b)", "keygate-hs256", "keygate-hs256-nocache"),
+    ("keygate refusing forged RS256 tokens (8f) vs jwt_authn (8e)", "keygate-rs256-forged",
+     "jwt_authn-rs256-forged"),
+    ("keygate ES256 (9b) vs jwt_authn ES256 (9a)", "keygate-es256", "jwt_authn-es256"),
+    ("keygate EdDSA (9d) vs jwt_authn EdDSA (9c)", "keygate-eddsa", "jwt_authn-eddsa"),
 ]
 
 
@@ -842,6 +951,20 @@ def render(results: dict, meta: dict) -> str:
         lines.append(f"| {name} | {value:.2f} | {spread} | ≥ {needed:.2f} | {p99} "
                      f"| {'yes' if met else 'no'} |")
     lines.append("")
+    lines.append("Other comparisons, without a target:")
+    lines.append("")
+    lines.append("| comparison | ratio of req/s | per-round range |")
+    lines.append("| --- | ---: | ---: |")
+    for name, a, b in COMPARISONS:
+        sa, sb = summaries.get(a), summaries.get(b)
+        if not sa or not sb:
+            lines.append(f"| {name} | not measured | |")
+            continue
+        paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
+                  if y["rps"]]
+        spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+        lines.append(f"| {name} | {sa['rps'] / sb['rps']:.2f} | {spread} |")
+    lines.append("")
     lines.append("## Every round")
     lines.append("")
     lines.append("req/s, p50 / p99 ms, Envoy RSS MiB of each configuration in each round; * marks a "
@@ -947,6 +1070,7 @@ def run_memory(args: argparse.Namespace, procs: Processes) -> int:
                         lambda s: "", uses_keyservice=True)
         setup = Setup(keygate_wasm=keygate_wasm, noop_wasm=keygate_wasm, hs_exp_token="",
                       nonexp_token="", nonexp_tokens=[], rs_token="", rs_jwks={},
+                      es_token="", es_jwks={}, ed_token="", ed_jwks={},
                       keyservice_port=stub_envoy.port, authorize_available=False)
         proc, admin_path, envoy_log = start_envoy(procs, envoy_bin, args.envoy_cpu, config,
                                                   setup, work)
@@ -1209,9 +1333,12 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         log(f"keyservice on {ks_addr}, {1 + len(nonexp_tokens)} non-expiring keys issued")
 
     now = int(time.time())
-    log("generating the RS256 key")
+    log("generating the RS256, ES256 and EdDSA keys")
     rsa_key = RsaKey.generate(2048)
     rs_jwks = {"keys": [rsa_key.public_jwk(RSA_KID)]}
+    identity = {"sub": "bench-user", "user_id": "bench-user", "org_id": "bench-org", "iat": now,
+                "exp": now + 86400}
+    es_key, ed_key = OpensslKey("ES256", work), OpensslKey("EdDSA", work)
     setup = Setup(
         keygate_wasm=keygate_wasm,
         noop_wasm=noop_wasm,
@@ -1222,6 +1349,10 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         rs_token=rs256({"sub": "bench-user", "user_id": "bench-user", "org_id": "bench-org",
                         "iat": now, "exp": now + 86400}, rsa_key, RSA_KID),
         rs_jwks=rs_jwks,
+        es_token=es_key.sign(identity, "bench-es256"),
+        es_jwks={"keys": [es_key.public_jwk("bench-es256")]},
+        ed_token=ed_key.sign(identity, "bench-eddsa"),
+        ed_jwks={"keys": [ed_key.public_jwk("bench-eddsa")]},
         keyservice_port=keyservice_port,
         authorize_available=authorize,
     )
@@ -1250,21 +1381,22 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         tokens = envoy.config.token(setup)
         url = f"http://127.0.0.1:{envoy.port}/"
         with_token, body = 0, b""
+        expected_with = envoy.config.status_with_token
         for token in tokens if isinstance(tokens, list) else [tokens]:
             with_token, body = http(url, headers={"authorization": f"Bearer {token}"})
-            if with_token != 200:
+            if with_token != expected_with:
                 break
         without, _ = http(url)
         expected_without = 401 if envoy.config.expect_401_without_token else 200
         results[envoy.config.id] = {"verified": {"token": with_token, "no_token": without},
                                     "samples": []}
-        if with_token != 200 or without != expected_without:
-            failures.append(f"{envoy.config.id}: {with_token} with the token (expected 200: "
+        if with_token != expected_with or without != expected_without:
+            failures.append(f"{envoy.config.id}: {with_token} with the token (expected {expected_with}: "
                             f"{body[:200]!r}), {without} without (expected {expected_without})\n"
                             f"{tail(envoy.log, 15)}")
     if failures:
         raise BenchError("configurations that do not decide as expected:\n" + "\n".join(failures))
-    log("every configuration answers 200 with its token" +
+    log("every configuration answers as expected with its token (200, or 401 for forged ones)" +
         (" and 401 without" if any(e.config.expect_401_without_token for e in envoys) else ""))
 
     if args.warmup:
@@ -1285,9 +1417,12 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
             foreign_during.update(foreign_start, foreign_end)
             sample.busy = bool(foreign_start or foreign_end)
             busy_samples += sample.busy
-            if sample.non_2xx or sample.socket_errors:
-                raise BenchError(f"{envoy.config.id}, round {round_index + 1}: {sample.non_2xx} "
-                                 f"non-2xx responses, {sample.socket_errors} socket errors\n"
+            refused = envoy.config.status_with_token != 200
+            unexpected = (sample.requests - sample.non_2xx) if refused else sample.non_2xx
+            if unexpected or sample.socket_errors:
+                raise BenchError(f"{envoy.config.id}, round {round_index + 1}: {unexpected} "
+                                 f"responses of another status than {envoy.config.status_with_token}, "
+                                 f"{sample.socket_errors} socket errors\n"
                                  f"{output}\n{tail(envoy.log, 15)}")
             if before is not None:
                 after = envoy_counter(envoy, "cluster.keyservice.upstream_rq_total")

@@ -4,8 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use jsonwebtoken::{Header, decode_header};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::claims::header_value;
 use crate::config::{
@@ -13,6 +12,7 @@ use crate::config::{
 };
 use crate::credential::CredentialError;
 use crate::in_flight::InFlight;
+use crate::jws::{JoseHeader, Jws};
 use crate::keys::{VerifyKey, secret_keys};
 use crate::metrics::Metrics;
 use crate::parked::Parked;
@@ -24,13 +24,12 @@ use crate::rules::RuleAction;
 use crate::scopes::missing_scopes;
 use crate::sources::TokenSource;
 use crate::token_cache::TokenCache;
-use crate::verify::{Clock, Rejection, Validations, VerifiedToken, verify};
+use crate::verify::{Clock, Rejection, VerifiedToken, verify};
 
 /// One worker's keygate: the configuration, what is built from it once, and the worker's state
 /// (caches, keys fetched at run time, requests waiting).
 pub struct Gate {
     pub config: Config,
-    validations: Validations,
     pub providers: Vec<ProviderState>,
     /// Every token source of every provider, once, in order; `source_headers` are the request
     /// headers they read.
@@ -119,11 +118,6 @@ struct Presented<'a> {
     found_in: Vec<usize>,
 }
 
-#[derive(Deserialize)]
-struct IssuerOnly {
-    iss: Option<String>,
-}
-
 impl Gate {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         let mut sources: Vec<TokenSource> = Vec::new();
@@ -173,7 +167,6 @@ impl Gate {
                 .map(|cache| RevocationCache::new(&revocation.cluster, cache))
         });
         Self {
-            validations: Validations::new(),
             providers,
             sources,
             source_headers,
@@ -203,6 +196,14 @@ impl Gate {
     pub fn token_fingerprint(&self, head: &RequestHead<'_>) -> Option<String> {
         let presented = self.presented(head).ok()?;
         Some(crate::revocation::fingerprint(&digest(presented.token)))
+    }
+
+    /// A provider's keys changed (a JWKS arrived): cached tokens are verified again, so a key
+    /// taken out of the JWKS stops working at once rather than when its tokens leave the cache.
+    pub fn keys_changed(&self) {
+        if let Some(cache) = &self.token_cache {
+            cache.borrow_mut().clear();
+        }
     }
 
     /// Whether the decision needs `:path` and `:method`.
@@ -399,9 +400,15 @@ impl Gate {
             }
         }
         let reject = |rejection| Decision::Deny(DenyReason::Token(rejection));
-        let header = decode_header(token).map_err(|_| reject(Rejection::Malformed))?;
+        let jws = Jws::parse(token).map_err(|_| reject(Rejection::Malformed))?;
+        // Routing by issuer reads the (unverified) claims first; they are then read only once.
+        let early_claims = if self.routes_by_issuer {
+            Some(jws.claims().map_err(|_| reject(Rejection::Malformed))?)
+        } else {
+            None
+        };
         let index = self
-            .provider_for(token, &header, presented)
+            .provider_for(&jws.header, early_claims.as_ref(), presented)
             .map_err(reject)?;
         self.last_provider.set(Some(index));
         let provider = &self.config.providers[index];
@@ -413,15 +420,7 @@ impl Gate {
             now,
             skew_seconds: self.config.clock_skew_seconds,
         };
-        let verified = match verify(
-            token,
-            &header,
-            index,
-            provider,
-            &keys,
-            &self.validations,
-            clock,
-        ) {
+        let verified = match verify(&jws, early_claims, index, provider, &keys, clock) {
             Ok(verified) => Rc::new(verified),
             Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
@@ -442,23 +441,21 @@ impl Gate {
     /// both cases one that reads the source the token came in.
     fn provider_for(
         &self,
-        token: &str,
-        header: &Header,
+        header: &JoseHeader,
+        claims: Option<&Map<String, Value>>,
         presented: &Presented<'_>,
     ) -> Result<usize, Rejection> {
         let takes_source = |provider: &Provider| self.takes_source(provider, presented);
-        let issuer = if self.routes_by_issuer {
-            jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
-                .map_err(|_| Rejection::Malformed)?
-                .iss
-        } else {
-            None
+        let issuer = match claims.and_then(|claims| claims.get("iss")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(issuer)) => Some(issuer),
+            Some(_) => return Err(Rejection::Malformed),
         };
         let providers = self.config.providers.iter().enumerate();
         if let Some(issuer) = &issuer
             && let Some((index, _)) = providers
                 .clone()
-                .find(|(_, p)| p.issuer.as_ref() == Some(issuer) && takes_source(p))
+                .find(|(_, p)| p.issuer.as_ref() == Some(*issuer) && takes_source(p))
         {
             return Ok(index);
         }

@@ -469,6 +469,22 @@ mod providers {
             decide_sources(&gate, Some(&bearer(&signed_k1)), None),
             Decision::Allow(_)
         ));
+        // k1 is rotated out: its token, verified (and cached) a moment ago, is refused at once.
+        let rotated = json!({"keys": [jwk(&ed, "k3", None)]}).to_string();
+        jwks.borrow_mut()
+            .started(3, FetchKind::Keys, NOW * 1000 + 1);
+        jwks.borrow_mut().on_response(
+            remote,
+            &[Algorithm::EdDSA],
+            Some(200),
+            Some(rotated.as_bytes()),
+            NOW * 1000 + 1,
+        );
+        gate.keys_changed();
+        assert_eq!(
+            decide_sources(&gate, Some(&bearer(&signed_k1)), None),
+            Decision::Deny(DenyReason::Token(Rejection::UnknownKid))
+        );
     }
 
     #[test]

@@ -214,14 +214,29 @@ fn an_expiring_token_continues_with_identity_headers_and_no_callout() {
     assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Continue);
     assert!(host.callouts.borrow().is_empty());
     assert!(host.replies.borrow().is_empty());
+    // No org_id claim and no x-org-id sent: nothing to remove, so no write.
     assert_eq!(
         host.headers_set_on(1),
+        vec![("x-user-id".to_owned(), Some("u1".to_owned()))]
+    );
+    // A client's own x-org-id is removed when the token has no org_id.
+    host.request(
+        2,
+        &[
+            ("authorization", &bearer(&token)),
+            ("x-org-id", b"org_evil"),
+        ],
+    );
+    let mut flow = RequestFlow::new(Rc::clone(&gate), 2);
+    assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Continue);
+    assert_eq!(
+        host.headers_set_on(2),
         vec![
             ("x-user-id".to_owned(), Some("u1".to_owned())),
             ("x-org-id".to_owned(), None),
         ]
     );
-    assert_eq!(host.counter(gate.metrics.allowed), 1);
+    assert_eq!(host.counter(gate.metrics.allowed), 2);
 }
 
 #[test]
@@ -573,10 +588,8 @@ fn allow_rules_and_cors_preflights_pass_without_a_token_but_lose_spoofed_identit
     );
     let mut flow = RequestFlow::new(Rc::clone(&gate), 1);
     assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Continue);
-    assert_eq!(
-        host.headers_set_on(1),
-        vec![("x-user-id".into(), None), ("x-org-id".into(), None)]
-    );
+    // The spoofed x-user-id goes; x-org-id was not sent, so there is nothing to remove.
+    assert_eq!(host.headers_set_on(1), vec![("x-user-id".into(), None)]);
 
     host.request(
         2,

@@ -9,8 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use log::warn;
 use serde_json::Value;
 
-/// RSA moduli below this many bytes (2048 bits) are refused: too weak to trust.
-const MIN_RSA_MODULUS_BYTES: usize = 256;
+use crate::signature::{KeyFamily, SignatureKey};
 
 /// A key and what it may verify.
 #[derive(Clone)]
@@ -18,7 +17,7 @@ pub struct VerifyKey {
     pub kid: Option<String>,
     /// Allowed by the provider, fitting the key type and the JWK's own `alg`, if it has one.
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    pub key: SignatureKey,
 }
 
 impl fmt::Debug for VerifyKey {
@@ -52,21 +51,25 @@ impl fmt::Display for JwksError {
     }
 }
 
-/// The algorithms a key type can verify, before the provider's allow-list.
-fn algorithms_for(jwk: &Jwk) -> Option<&'static [Algorithm]> {
+/// The type of a JWK's key (`None` for a symmetric one) and the algorithms it can verify,
+/// before the provider's allow-list.
+fn algorithms_for(jwk: &Jwk) -> Option<(Option<KeyFamily>, &'static [Algorithm])> {
     use Algorithm::*;
     match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => Some(&[RS256, RS384, RS512, PS256, PS384, PS512]),
+        AlgorithmParameters::RSA(_) => Some((
+            Some(KeyFamily::Rsa),
+            &[RS256, RS384, RS512, PS256, PS384, PS512],
+        )),
         AlgorithmParameters::EllipticCurve(params) => match params.curve {
-            EllipticCurve::P256 => Some(&[ES256]),
-            EllipticCurve::P384 => Some(&[ES384]),
+            EllipticCurve::P256 => Some((Some(KeyFamily::P256), &[ES256])),
+            EllipticCurve::P384 => Some((Some(KeyFamily::P384), &[ES384])),
             _ => None,
         },
         AlgorithmParameters::OctetKeyPair(params) => match params.curve {
-            EllipticCurve::Ed25519 => Some(&[EdDSA]),
+            EllipticCurve::Ed25519 => Some((Some(KeyFamily::Ed25519), &[EdDSA])),
             _ => None,
         },
-        AlgorithmParameters::OctetKey(_) => Some(&[HS256, HS384, HS512]),
+        AlgorithmParameters::OctetKey(_) => Some((None, &[HS256, HS384, HS512])),
         _ => None,
     }
 }
@@ -102,7 +105,8 @@ fn jwk_key(entry: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
     {
         return Err(format!("{name}: \"use\" is not \"sig\""));
     }
-    let for_type = algorithms_for(&jwk).ok_or_else(|| format!("{name}: unsupported key type"))?;
+    let (family, for_type) =
+        algorithms_for(&jwk).ok_or_else(|| format!("{name}: unsupported key type"))?;
     let declared = match jwk.common.key_algorithm {
         None => None,
         Some(KeyAlgorithm::UNKNOWN_ALGORITHM) => {
@@ -128,16 +132,16 @@ fn jwk_key(entry: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
     if algorithms.is_empty() {
         return Err(format!("{name}: none of its algorithms is allowed"));
     }
-    if let AlgorithmParameters::RSA(params) = &jwk.algorithm {
-        let modulus = base64_len(&params.n);
-        if modulus < MIN_RSA_MODULUS_BYTES {
-            return Err(format!(
-                "{name}: RSA modulus of {} bits is too short",
-                modulus * 8
-            ));
-        }
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|error| format!("{name}: {error}"))?;
+    let key = match family {
+        Some(family) => SignatureKey::public(&decoding, family),
+        None => decoding
+            .try_get_as_bytes()
+            .ok()
+            .and_then(SignatureKey::hmac)
+            .ok_or_else(|| "not an HMAC secret".to_owned()),
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|error| format!("{name}: {error}"))?;
+    .map_err(|error| format!("{name}: {error}"))?;
     Ok(VerifyKey {
         kid,
         algorithms,
@@ -145,19 +149,16 @@ fn jwk_key(entry: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
     })
 }
 
-/// Bytes encoded by unpadded base64url text, ignoring leading zero bytes' worth of padding.
-fn base64_len(text: &str) -> usize {
-    text.trim_end_matches('=').len() * 3 / 4
-}
-
 /// The keys of a provider's secrets: unnamed, for the provider's HMAC algorithms.
 pub fn secret_keys(secrets: &[crate::config::Secret], algorithms: &[Algorithm]) -> Vec<VerifyKey> {
     secrets
         .iter()
-        .map(|secret| VerifyKey {
-            kid: None,
-            algorithms: algorithms.to_vec(),
-            key: DecodingKey::from_secret(secret.as_bytes()),
+        .filter_map(|secret| {
+            Some(VerifyKey {
+                kid: None,
+                algorithms: algorithms.to_vec(),
+                key: SignatureKey::hmac(secret.as_bytes())?,
+            })
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! keygate: JWT and API-key enforcement at the proxy edge.
 //!
 //! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
-//! validation), `credential`, `verify`, `path` + `rules` + `scopes` (what a route requires),
+//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `verify`, `path` + `rules` + `scopes` (what a route requires),
 //! `cors`, `revocation` + `revocation_cache` + `in_flight` (the keyservice protocol, its shared
 //! cache and request coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow`
 //! (one request, against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on
@@ -16,6 +16,7 @@ pub mod flow;
 pub mod headers;
 pub mod host;
 pub mod in_flight;
+pub mod jws;
 pub mod keys;
 pub mod metrics;
 pub mod parked;
@@ -24,8 +25,10 @@ pub mod remote_jwks;
 pub mod response;
 pub mod revocation;
 pub mod revocation_cache;
+pub mod rsa_pkcs1;
 pub mod rules;
 pub mod scopes;
+pub mod signature;
 pub mod sources;
 pub mod token_cache;
 pub mod verify;

@@ -141,6 +141,7 @@ impl KeygateRoot {
             FetchOutcome::Updated { keys } => {
                 EnvoyHost.increment(gate.metrics.jwks_ok);
                 info!("provider {:?}: {keys} key(s) from its JWKS", config.name);
+                gate.keys_changed();
                 wake_parked(gate, &EnvoyHost, provider, now);
             }
             FetchOutcome::Discovered => {

@@ -4,7 +4,13 @@
 //! Memory is bounded by construction: the cache is a fixed number of slots, and a token's digest
 //! picks its slot. Envoy's shared data cannot delete keys, so the slot count *is* the bound: a new
 //! answer overwrites whatever its slot held (an eviction when that was still live).
+//!
+//! In front of it, each worker keeps a small table of the entries it read or wrote (the same
+//! digest, verdict and expiry), so a busy key is answered without a host call. An entry there
+//! lives no longer than in the shared cache, so a revocation still reaches every worker within
+//! the TTL it was cached with (`max_active_seconds` at most).
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// What keyservice said about a token. Only definite answers are cached: "unknown" and failures
@@ -47,6 +53,8 @@ pub enum StoreOutcome {
 }
 
 const DIGEST_LEN: usize = 32;
+/// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
+const LOCAL_SLOTS: u32 = 1024;
 const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8;
 const ACTIVE: u8 = 1;
 const REVOKED: u8 = 2;
@@ -56,8 +64,10 @@ pub struct RevocationCache {
     /// services apart inside one VM id.
     namespace: String,
     config: CacheConfig,
+    local: RefCell<Vec<Option<Entry>>>,
 }
 
+#[derive(Clone, Copy)]
 struct Entry {
     digest: [u8; DIGEST_LEN],
     verdict: Verdict,
@@ -66,9 +76,11 @@ struct Entry {
 
 impl RevocationCache {
     pub fn new(namespace: &str, config: CacheConfig) -> Self {
+        let local_slots = config.max_entries.clamp(1, LOCAL_SLOTS) as usize;
         Self {
             namespace: format!("keygate.revocation.{namespace}."),
             config,
+            local: RefCell::new(vec![None; local_slots]),
         }
     }
 
@@ -79,9 +91,17 @@ impl RevocationCache {
         digest: &[u8; DIGEST_LEN],
         now_ms: u64,
     ) -> Option<Verdict> {
+        let live = |entry: &Entry| entry.digest == *digest && entry.expires_at_ms > now_ms;
+        let local = self.local_slot(digest);
+        if let Some(entry) = self.local.borrow().get(local).copied().flatten()
+            && live(&entry)
+        {
+            return Some(entry.verdict);
+        }
         let (value, _) = shared.shared_get(&self.slot_key(digest));
-        let entry = Entry::decode(&value?)?;
-        (entry.digest == *digest && entry.expires_at_ms > now_ms).then_some(entry.verdict)
+        let entry = Entry::decode(&value?).filter(live)?;
+        self.remember(local, entry);
+        Some(entry.verdict)
     }
 
     /// Caches `verdict` for `max_age_seconds` (keyservice's `Cache-Control: max-age`), clamped
@@ -125,6 +145,7 @@ impl RevocationCache {
             }
             match shared.shared_set(&key, &entry.encode(), cas) {
                 Ok(()) => {
+                    self.remember(self.local_slot(digest), entry);
                     return match live {
                         Some(live) if live.digest != *digest => StoreOutcome::Evicted,
                         _ => StoreOutcome::Stored,
@@ -135,6 +156,17 @@ impl RevocationCache {
             }
         }
         StoreOutcome::Skipped
+    }
+
+    fn local_slot(&self, digest: &[u8; DIGEST_LEN]) -> usize {
+        let index = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
+        (index as usize) % self.local.borrow().len().max(1)
+    }
+
+    fn remember(&self, slot: usize, entry: Entry) {
+        if let Some(place) = self.local.borrow_mut().get_mut(slot) {
+            *place = Some(entry);
+        }
     }
 
     fn slot_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
@@ -222,10 +254,12 @@ mod tests {
         map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         /// Simulates another worker writing between our read and our write.
         interfere: RefCell<u32>,
+        gets: RefCell<u32>,
     }
 
     impl SharedData for FakeShared {
         fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            *self.gets.borrow_mut() += 1;
             match self.map.borrow().get(key) {
                 Some((value, cas)) => (Some(value.clone()), Some(*cas)),
                 None => (None, None),
@@ -338,6 +372,60 @@ mod tests {
         let c = cache(1);
         c.store(&shared, &digest(1), Verdict::Revoked, 60, NOW);
         assert_eq!(c.lookup(&shared, &digest(2), NOW), None);
+    }
+
+    /// Another worker's view: its own local table over the same shared data.
+    fn other_worker(max_entries: u32) -> RevocationCache {
+        cache(max_entries)
+    }
+
+    #[test]
+    fn a_worker_answers_a_key_it_has_seen_without_a_host_call_until_the_entry_expires() {
+        let shared = FakeShared::default();
+        let writer = cache(16);
+        writer.store(&shared, &digest(1), Verdict::Active, 10, NOW);
+        let reader = other_worker(16);
+        let gets = || *shared.gets.borrow();
+        let before = gets();
+        assert_eq!(
+            reader.lookup(&shared, &digest(1), NOW),
+            Some(Verdict::Active)
+        );
+        assert_eq!(gets(), before + 1, "the first lookup reads shared data");
+        assert_eq!(
+            reader.lookup(&shared, &digest(1), NOW + 5_000),
+            Some(Verdict::Active)
+        );
+        assert_eq!(
+            writer.lookup(&shared, &digest(1), NOW + 5_000),
+            Some(Verdict::Active)
+        );
+        assert_eq!(gets(), before + 1, "later ones do not");
+        assert_eq!(reader.lookup(&shared, &digest(1), NOW + 10_000), None);
+        assert_eq!(gets(), before + 2, "an expired local entry is no answer");
+    }
+
+    #[test]
+    fn a_local_entry_lives_no_longer_than_the_shared_one_and_the_table_is_bounded() {
+        let shared = FakeShared::default();
+        let c = cache(1);
+        c.store(&shared, &digest(1), Verdict::Active, 10, NOW);
+        // digest(2) takes the only shared slot; this worker still holds digest(1)'s answer for
+        // the rest of its TTL (a revocation is no later than it would have been anyway).
+        let mut other = digest(2);
+        other[4] = 1;
+        assert_eq!(
+            other_worker(1).store(&shared, &other, Verdict::Revoked, 60, NOW),
+            StoreOutcome::Evicted
+        );
+        assert_eq!(c.local.borrow().len(), 1);
+        assert_eq!(
+            c.lookup(&shared, &digest(1), NOW + 1),
+            Some(Verdict::Active)
+        );
+        assert_eq!(other_worker(1).lookup(&shared, &digest(1), NOW + 1), None);
+        assert_eq!(c.lookup(&shared, &digest(1), NOW + 10_000), None);
+        assert_eq!(cache(1_000_000).local.borrow().len(), LOCAL_SLOTS as usize);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! An optional per-worker cache of recently verified tokens, by digest, so a repeated token skips
+//! A per-worker cache of recently verified tokens, by digest, so a repeated token skips
 //! signature verification and claim parsing. Only successes are cached; an entry is dropped at
-//! the earlier of the token's `exp` and the configured TTL.
+//! the earlier of the token's `exp` and the configured TTL, and all are dropped when a provider's
+//! keys change.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -87,6 +88,13 @@ impl TokenCache {
         }
     }
 
+    /// Forgets every token: a provider's keys changed, and a token verified with a key that is
+    /// gone must not outlive it here.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -143,6 +151,15 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(c.get(&[1; 32], 1).is_none());
         assert!(c.get(&[3; 32], 1).is_some());
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut c = cache(4);
+        c.insert([1; 32], token("a"), None, 0);
+        c.clear();
+        assert!(c.is_empty());
+        assert!(c.get(&[1; 32], 1).is_none());
     }
 
     #[test]

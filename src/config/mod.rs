@@ -37,6 +37,8 @@ const DEFAULT_CACHE_ACTIVE_SECONDS: u64 = 30;
 const DEFAULT_CACHE_REVOKED_SECONDS: u64 = 86_400;
 const MAX_CACHE_SECONDS: u64 = 7 * 86_400;
 const DEFAULT_TOKEN_CACHE_TTL_SECONDS: u64 = 60;
+/// On unless configured off: the benchmark (BENCHMARKS.md) measured what a repeated token saves.
+const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 1024;
 const MAX_TOKEN_CACHE_ENTRIES: u64 = 1_048_576;
 
 /// The validated plugin configuration.
@@ -155,10 +157,10 @@ struct RawRevocationCache {
     max_revoked_seconds: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTokenCache {
-    max_entries: u64,
+    max_entries: Option<u64>,
     ttl_seconds: Option<u64>,
 }
 
@@ -275,11 +277,7 @@ impl RawConfig {
             rules: Rules::from_config(self.rules).map_err(ConfigError::Rules)?,
             cors: Cors::from_config(self.cors).map_err(ConfigError::Cors)?,
             response_format: self.response_format,
-            token_cache: self
-                .token_cache
-                .map(RawTokenCache::validate)
-                .transpose()?
-                .flatten(),
+            token_cache: self.token_cache.unwrap_or_default().validate()?,
         })
     }
 }
@@ -363,7 +361,7 @@ impl RawTokenCache {
     fn validate(self) -> Result<Option<TokenCacheConfig>, ConfigError> {
         let max_entries = in_range(
             "token_cache.max_entries",
-            self.max_entries,
+            self.max_entries.unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
             0,
             MAX_TOKEN_CACHE_ENTRIES,
         )?;

@@ -79,7 +79,13 @@ fn minimal_config_gets_documented_defaults() {
         })
     );
     assert_eq!(config.response_format, ResponseFormat::Text);
-    assert_eq!(config.token_cache, None);
+    assert_eq!(
+        config.token_cache,
+        Some(TokenCacheConfig {
+            max_entries: 1024,
+            ttl_seconds: 60,
+        })
+    );
     assert!(config.cors.is_none());
     assert_eq!(config.owned_headers(), vec!["x-user-id", "x-org-id"]);
 }
