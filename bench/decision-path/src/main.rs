@@ -1,7 +1,8 @@
 //! Times keygate's per-request decision (`Gate::decide`, host-free) for each algorithm, so a
 //! change to the verification path can be measured without Envoy: natively (`cargo run
 //! --release -p keygate-decision-path`) and under V8, Envoy's wasm engine (`make decision-path`
-//! builds it for wasm32-wasip1 and runs it with node). Prints nanoseconds per decision.
+//! builds it for wasm32-wasip1 and runs it with node, `run-v8.mjs`). Prints nanoseconds per
+//! decision; the cases verify every time (verified-token cache off) except `*-cached`.
 
 use std::time::Instant;
 
@@ -47,18 +48,33 @@ fn signed(alg: Algorithm, kid: Option<&str>, key: &EncodingKey) -> Result<String
     encode(&header, &claims(true), key).map_err(|error| error.to_string())
 }
 
-fn asymmetric(name: &'static str, alg: Algorithm, key: EncodingKey) -> Result<Case, String> {
+/// The configuration with the verified-token cache off, so each decision verifies.
+fn uncached(mut config: Value) -> Value {
+    config["token_cache"] = json!({"max_entries": 0});
+    config
+}
+
+fn asymmetric(
+    name: &'static str,
+    alg: Algorithm,
+    key: &EncodingKey,
+    token_cache: bool,
+) -> Result<Case, String> {
     let mut jwk =
-        serde_json::to_value(Jwk::from_encoding_key(&key, alg).map_err(|e| e.to_string())?)
+        serde_json::to_value(Jwk::from_encoding_key(key, alg).map_err(|e| e.to_string())?)
             .map_err(|error| error.to_string())?;
-    jwk["kid"] = json!(name);
-    let gate = gate(json!({
-        "providers": [{"name": name, "jwks": {"keys": [jwk]}, "algorithms": [format!("{alg:?}")]}]
-    }))?;
+    jwk["kid"] = json!("k1");
+    let config = json!({
+        "providers": [{"name": "p", "jwks": {"keys": [jwk]}, "algorithms": [format!("{alg:?}")]}]
+    });
     Ok(Case {
         name,
-        gate,
-        authorization: bearer(&signed(alg, Some(name), &key)?),
+        gate: gate(if token_cache {
+            config
+        } else {
+            uncached(config)
+        })?,
+        authorization: bearer(&signed(alg, Some("k1"), key)?),
         expected: |decision| matches!(decision, Decision::Allow(_)),
     })
 }
@@ -72,22 +88,31 @@ fn cases() -> Result<Vec<Case>, String> {
     let key = |result: jsonwebtoken::errors::Result<EncodingKey>| result.map_err(|e| e.to_string());
     let nonexp = encode(&Header::new(Algorithm::HS256), &claims(false), &hs)
         .map_err(|error| error.to_string())?;
+    let rs = key(EncodingKey::from_rsa_pem(include_bytes!(
+        "../keys/rs256.pem"
+    )))?;
+    let es = key(EncodingKey::from_ec_pem(include_bytes!(
+        "../keys/es256.pem"
+    )))?;
+    let ed = key(EncodingKey::from_ed_pem(include_bytes!(
+        "../keys/eddsa.pem"
+    )))?;
     Ok(vec![
         Case {
             name: "hs256",
-            gate: gate(hs_config.clone())?,
+            gate: gate(uncached(hs_config.clone()))?,
             authorization: bearer(&signed(Algorithm::HS256, None, &hs)?),
             expected: |decision| matches!(decision, Decision::Allow(_)),
         },
         Case {
             name: "hs256-nonexp",
-            gate: gate(hs_config.clone())?,
+            gate: gate(uncached(hs_config.clone()))?,
             authorization: bearer(&nonexp),
             expected: |decision| matches!(decision, Decision::CheckRevocation(_)),
         },
         Case {
             name: "hs256-forged",
-            gate: gate(hs_config)?,
+            gate: gate(uncached(hs_config.clone()))?,
             authorization: bearer(&signed(
                 Algorithm::HS256,
                 None,
@@ -95,27 +120,16 @@ fn cases() -> Result<Vec<Case>, String> {
             )?),
             expected: |decision| matches!(decision, Decision::Deny(_)),
         },
-        asymmetric(
-            "rs256",
-            Algorithm::RS256,
-            key(EncodingKey::from_rsa_pem(include_bytes!(
-                "../keys/rs256.pem"
-            )))?,
-        )?,
-        asymmetric(
-            "es256",
-            Algorithm::ES256,
-            key(EncodingKey::from_ec_pem(include_bytes!(
-                "../keys/es256.pem"
-            )))?,
-        )?,
-        asymmetric(
-            "eddsa",
-            Algorithm::EdDSA,
-            key(EncodingKey::from_ed_pem(include_bytes!(
-                "../keys/eddsa.pem"
-            )))?,
-        )?,
+        Case {
+            name: "hs256-cached",
+            gate: gate(hs_config)?,
+            authorization: bearer(&signed(Algorithm::HS256, None, &hs)?),
+            expected: |decision| matches!(decision, Decision::Allow(_)),
+        },
+        asymmetric("rs256", Algorithm::RS256, &rs, false)?,
+        asymmetric("rs256-cached", Algorithm::RS256, &rs, true)?,
+        asymmetric("es256", Algorithm::ES256, &es, false)?,
+        asymmetric("eddsa", Algorithm::EdDSA, &ed, false)?,
     ])
 }
 
