@@ -57,6 +57,13 @@ fn slot(token: &str, slots: u32) -> u32 {
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % slots
 }
 
+/// The slot of the worker's local table in front of the shared cache (the next 4 digest bytes,
+/// modulo `min(max_entries, 1024)`).
+fn local_slot(token: &str, slots: u32) -> u32 {
+    let digest = Sha256::digest(token.as_bytes());
+    u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]) % slots.min(1024)
+}
+
 /// keyservice's own answers carry the documented `Cache-Control`.
 fn expect_answer(rig: &Rig, token: &str, status: u16, cache_control: &str) -> Result<(), String> {
     match rig.keyservice.revocation_answer(token) {
@@ -243,7 +250,8 @@ fn the_configured_maximum_caps_max_age() {
 /// `max_entries: 8`: 40 keys share 8 slots (slot = first 4 digest bytes, little-endian, mod 8).
 /// Shared data cannot be listed from the admin, so the bound shows through behaviour: every key
 /// that lands on a live slot evicts its entry, the last key of each slot is still a hit, and an
-/// evicted key costs a callout again.
+/// evicted key costs a callout again, unless the worker's local table (8 slots of its own,
+/// modelled too) still holds its answer.
 #[test]
 fn the_slot_count_bounds_the_cache() {
     const KEYS: usize = 40;
@@ -310,11 +318,14 @@ fn the_slot_count_bounds_the_cache() {
     cases.finish(|| rig.envoy_log_tail(40));
 }
 
-/// What a direct-mapped cache of [`SLOTS`] slots holds, all entries live.
+/// What a direct-mapped cache of [`SLOTS`] slots holds, all entries live, and the one worker's
+/// local table in front of it.
 #[derive(Default)]
 struct SlotModel {
     /// Slot -> index of the key whose answer it holds.
     slots: BTreeMap<u32, usize>,
+    /// Local slot -> index of the key whose answer the worker keeps.
+    local: BTreeMap<u32, usize>,
     evictions: u64,
 }
 
@@ -331,7 +342,8 @@ impl SlotModel {
     ) {
         let (user, key) = &keys[n];
         let slot = slot(key, SLOTS);
-        let held = self.slots.get(&slot) == Some(&n);
+        let local = local_slot(key, SLOTS);
+        let held = self.local.get(&local) == Some(&n) || self.slots.get(&slot) == Some(&n);
         let (reply, delta) = call(rig, key);
         cases.check(
             &format!(
@@ -340,8 +352,12 @@ impl SlotModel {
             ),
             expect_allowed(&reply, Some(user), None).and(expect_callouts(delta, u64::from(!held))),
         );
-        if !held && self.slots.insert(slot, n).is_some() {
-            self.evictions += 1;
+        // Whatever the worker read or wrote, it keeps locally.
+        if self.local.get(&local) != Some(&n) {
+            self.local.insert(local, n);
+            if !held && self.slots.insert(slot, n).is_some() {
+                self.evictions += 1;
+            }
         }
     }
 }
