@@ -1169,9 +1169,10 @@ def render_memory(rows: list, meta: dict) -> str:
         "stand-in that says \"active\" to every key with `max-age=3600` (Envoy's "
         "`direct_response`), so every key is one callout and one cache entry. Envoy's VmRSS "
         "before the first key and after the last; the bound is the README's estimate of the "
-        "cache, about 200 bytes an entry. The cache is a fixed table whose slot a key's digest "
-        "picks, so keys that land on a taken slot evict its entry: entries held = misses − "
-        "evictions.",
+        "cache, about 200 bytes an entry. The cache is a fixed table of buckets of four entries "
+        "that a key's digest picks; a key whose bucket is full evicts the entry closest to "
+        "expiry: entries held = misses − evictions. The verified-token cache is on, as by "
+        "default (1,024 tokens per worker).",
         "",
         f"- Date: {meta['date']}; {meta['cpu_model']}, {meta['cores']} cores; "
         f"command: `{meta['command']}`",

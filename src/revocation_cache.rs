@@ -1,9 +1,11 @@
 //! keyservice's answers, shared by every worker's VM through proxy-wasm shared data, so a busy
 //! key costs one callout per TTL rather than one per request.
 //!
-//! Memory is bounded by construction: the cache is a fixed number of slots, and a token's digest
-//! picks its slot. Envoy's shared data cannot delete keys, so the slot count *is* the bound: a new
-//! answer overwrites whatever its slot held (an eviction when that was still live).
+//! Memory is bounded by construction: the cache is a fixed number of buckets of (at most) four
+//! entries, and a token's digest picks its bucket. Envoy's shared data cannot delete keys, so the
+//! bucket count *is* the bound. A new answer takes an empty or expired place in its bucket, else
+//! the place of the entry closest to expiry (an eviction): four ways rather than one, so keys
+//! whose digests land together do not push each other out while the cache has room.
 //!
 //! In front of it, each worker keeps a small table of the entries it read or wrote (the same
 //! digest, verdict and expiry), so a busy key is answered without a host call. An entry there
@@ -23,7 +25,7 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SharedSetError {
-    /// Another worker wrote the slot since we read it.
+    /// Another worker wrote the bucket since we read it.
     CasMismatch,
     Failed,
 }
@@ -53,6 +55,9 @@ pub enum StoreOutcome {
 }
 
 const DIGEST_LEN: usize = 32;
+/// Entries per bucket (one shared-data key): enough that collisions rarely evict while the table
+/// has room, few enough that a bucket is one small read (4 × 41 bytes).
+const WAYS: u32 = 4;
 /// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
 const LOCAL_SLOTS: u32 = 1024;
 const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8;
@@ -60,10 +65,12 @@ const ACTIVE: u8 = 1;
 const REVOKED: u8 = 2;
 
 pub struct RevocationCache {
-    /// Slot keys are `<namespace><slot>`; the namespace keeps plugins with different revocation
-    /// services apart inside one VM id.
+    /// Bucket keys are `<namespace><bucket>`; the namespace keeps plugins with different
+    /// revocation services apart inside one VM id.
     namespace: String,
     config: CacheConfig,
+    buckets: u32,
+    ways: usize,
     local: RefCell<Vec<Option<Entry>>>,
 }
 
@@ -77,9 +84,14 @@ struct Entry {
 impl RevocationCache {
     pub fn new(namespace: &str, config: CacheConfig) -> Self {
         let local_slots = config.max_entries.clamp(1, LOCAL_SLOTS) as usize;
+        // At most `max_entries` entries in all: whole buckets of WAYS, or one smaller bucket.
+        let ways = WAYS.min(config.max_entries.max(1));
+        let buckets = (config.max_entries / ways).max(1);
         Self {
             namespace: format!("keygate.revocation.{namespace}."),
             config,
+            buckets,
+            ways: ways as usize,
             local: RefCell::new(vec![None; local_slots]),
         }
     }
@@ -98,8 +110,8 @@ impl RevocationCache {
         {
             return Some(entry.verdict);
         }
-        let (value, _) = shared.shared_get(&self.slot_key(digest));
-        let entry = Entry::decode(&value?).filter(live)?;
+        let (value, _) = shared.shared_get(&self.bucket_key(digest));
+        let entry = decode_bucket(&value?).into_iter().find(live)?;
         self.remember(local, entry);
         Some(entry.verdict)
     }
@@ -127,28 +139,47 @@ impl RevocationCache {
             verdict,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
         };
-        let key = self.slot_key(digest);
-        // Two tries: a lost race means another worker just wrote this slot, and its answer is
-        // as good as ours.
+        let key = self.bucket_key(digest);
+        // Two tries: a lost race means another worker just wrote this bucket; try again with
+        // what it wrote.
         for _ in 0..2 {
             let (current, cas) = shared.shared_get(&key);
-            let current = current.as_deref().and_then(Entry::decode);
-            let live = current.as_ref().filter(|c| c.expires_at_ms > now_ms);
-            if let Some(live) = live
-                && live.digest == *digest
-                && live.verdict == Verdict::Revoked
-                && verdict == Verdict::Active
+            let mut entries: Vec<Entry> = current
+                .as_deref()
+                .map(decode_bucket)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.expires_at_ms > now_ms)
+                .collect();
+            if verdict == Verdict::Active
+                && entries
+                    .iter()
+                    .any(|e| e.digest == *digest && e.verdict == Verdict::Revoked)
             {
                 // An "active" answer may have been sent before the revocation: never let it
                 // replace a newer "revoked".
                 return StoreOutcome::Skipped;
             }
-            match shared.shared_set(&key, &entry.encode(), cas) {
+            entries.retain(|e| e.digest != *digest);
+            let mut evicted = false;
+            while entries.len() >= self.ways {
+                // The first of equals: the oldest, as entries keep their order.
+                // The first of equals is the oldest: entries keep the order they were stored in.
+                let Some(soonest) = (0..entries.len()).min_by_key(|&i| entries[i].expires_at_ms)
+                else {
+                    break;
+                };
+                entries.remove(soonest);
+                evicted = true;
+            }
+            entries.push(entry);
+            match shared.shared_set(&key, &encode_bucket(&entries), cas) {
                 Ok(()) => {
                     self.remember(self.local_slot(digest), entry);
-                    return match live {
-                        Some(live) if live.digest != *digest => StoreOutcome::Evicted,
-                        _ => StoreOutcome::Stored,
+                    return if evicted {
+                        StoreOutcome::Evicted
+                    } else {
+                        StoreOutcome::Stored
                     };
                 }
                 Err(SharedSetError::CasMismatch) => continue,
@@ -169,14 +200,28 @@ impl RevocationCache {
         }
     }
 
-    fn slot_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
+    fn bucket_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
         let index = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
-        let slot = index % self.config.max_entries.max(1);
+        let bucket = index % self.buckets;
         let mut key = String::with_capacity(self.namespace.len() + 10);
         key.push_str(&self.namespace);
-        key.push_str(&slot.to_string());
+        key.push_str(&bucket.to_string());
         key
     }
+}
+
+/// A bucket's entries; anything that is not a whole number of well-formed entries reads as an
+/// empty bucket (and is overwritten by the next store).
+fn decode_bucket(bytes: &[u8]) -> Vec<Entry> {
+    if !bytes.len().is_multiple_of(ENTRY_LEN) {
+        return Vec::new();
+    }
+    let entries: Option<Vec<Entry>> = bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect();
+    entries.unwrap_or_default()
+}
+
+fn encode_bucket(entries: &[Entry]) -> Vec<u8> {
+    entries.iter().flat_map(|e| e.encode()).collect()
 }
 
 impl Entry {
@@ -350,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn the_slot_count_bounds_the_number_of_keys() {
+    fn the_bucket_count_bounds_the_number_of_keys() {
         let shared = FakeShared::default();
         let c = cache(8);
         let mut evictions = 0;
@@ -359,11 +404,82 @@ mod tests {
                 evictions += 1;
             }
         }
-        assert_eq!(shared.map.borrow().len(), 8);
+        // 8 entries: 2 buckets of 4.
+        assert_eq!(shared.map.borrow().len(), 2);
         assert_eq!(evictions, 1_000 - 8);
-        // The last writer of each slot is the one found; the others are gone.
-        assert_eq!(c.lookup(&shared, &digest(999), NOW), Some(Verdict::Active));
-        assert_eq!(c.lookup(&shared, &digest(0), NOW), None);
+        let reader = other_worker(8);
+        let found = (0..1_000)
+            .filter(|&n| reader.lookup(&shared, &digest(n), NOW).is_some())
+            .count();
+        assert_eq!(found, 8);
+        assert_eq!(
+            reader.lookup(&shared, &digest(999), NOW),
+            Some(Verdict::Active)
+        );
+    }
+
+    #[test]
+    fn keys_sharing_a_bucket_do_not_evict_each_other_while_it_has_room() {
+        let shared = FakeShared::default();
+        let c = cache(16); // 4 buckets of 4; digest(n) lands in bucket n % 4
+        for (n, ttl) in [(0, 10), (4, 20), (8, 30), (12, 40)] {
+            assert_eq!(
+                c.store(&shared, &digest(n), Verdict::Active, ttl, NOW),
+                StoreOutcome::Stored,
+                "{n}"
+            );
+        }
+        let reader = other_worker(16);
+        for n in [0, 4, 8, 12] {
+            assert_eq!(
+                reader.lookup(&shared, &digest(n), NOW),
+                Some(Verdict::Active)
+            );
+        }
+        // A fifth takes the place of the entry closest to expiry.
+        assert_eq!(
+            c.store(&shared, &digest(16), Verdict::Active, 30, NOW),
+            StoreOutcome::Evicted
+        );
+        let reader = other_worker(16);
+        assert_eq!(reader.lookup(&shared, &digest(0), NOW), None);
+        for n in [4, 8, 12, 16] {
+            assert_eq!(
+                reader.lookup(&shared, &digest(n), NOW),
+                Some(Verdict::Active)
+            );
+        }
+        // An expired entry's place is free: no eviction.
+        assert_eq!(
+            c.store(&shared, &digest(20), Verdict::Active, 30, NOW + 20_000),
+            StoreOutcome::Stored
+        );
+        // Answering again for a cached key replaces its entry, without eviction either.
+        assert_eq!(
+            c.store(&shared, &digest(8), Verdict::Revoked, 60, NOW + 20_000),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            other_worker(16).lookup(&shared, &digest(8), NOW + 20_000),
+            Some(Verdict::Revoked)
+        );
+        assert_eq!(shared.map.borrow().len(), 1);
+    }
+
+    #[test]
+    fn the_table_never_holds_more_than_max_entries() {
+        for (max_entries, buckets, ways) in [
+            (1, 1, 1),
+            (2, 1, 2),
+            (4, 1, 4),
+            (6, 1, 4),
+            (9, 2, 4),
+            (16_384, 4_096, 4),
+        ] {
+            let c = cache(max_entries);
+            assert_eq!((c.buckets, c.ways), (buckets, ways), "{max_entries}");
+            assert!(c.buckets * c.ways as u32 <= max_entries);
+        }
     }
 
     #[test]
@@ -464,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_in_a_slot_is_a_miss() {
+    fn garbage_in_a_bucket_is_a_miss() {
         let shared = FakeShared::default();
         let c = cache(1);
         shared

@@ -20,7 +20,9 @@ use support::{
 };
 
 /// `revocation.cache.max_entries` in the test of the bound.
-const SLOTS: u32 = 8;
+/// `revocation.cache.max_entries` of the eviction test, and entries per bucket.
+const ENTRIES: u32 = 8;
+const WAYS: u32 = 4;
 
 /// The longest a test waits for a cached answer to expire (TTLs here are 1 s).
 const TTL_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,9 +54,9 @@ fn expect_stat(rig: &Rig, name: &str, expected: u64) -> Result<(), String> {
 }
 
 /// The cache slot of a token: the first 4 bytes of its SHA-256, little-endian, mod the slots.
-fn slot(token: &str, slots: u32) -> u32 {
+fn bucket(token: &str, buckets: u32) -> u32 {
     let digest = Sha256::digest(token.as_bytes());
-    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % slots
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % buckets
 }
 
 /// The slot of the worker's local table in front of the shared cache (the next 4 digest bytes,
@@ -247,17 +249,17 @@ fn the_configured_maximum_caps_max_age() {
     cases.finish(|| rig.envoy_log_tail(40));
 }
 
-/// `max_entries: 8`: 40 keys share 8 slots (slot = first 4 digest bytes, little-endian, mod 8).
-/// Shared data cannot be listed from the admin, so the bound shows through behaviour: every key
-/// that lands on a live slot evicts its entry, the last key of each slot is still a hit, and an
-/// evicted key costs a callout again, unless the worker's local table (8 slots of its own,
-/// modelled too) still holds its answer.
+/// `max_entries: 8`: 40 keys share 2 buckets of 4 entries (bucket = first 4 digest bytes,
+/// little-endian, mod 2). Shared data cannot be listed from the admin, so the bound shows through
+/// behaviour: a key that finds its bucket full evicts the oldest entry, the 4 newest keys of each
+/// bucket are still hits, and an evicted key costs a callout again, unless the worker's local
+/// table (8 slots of its own, modelled too) still holds its answer.
 #[test]
-fn the_slot_count_bounds_the_cache() {
+fn the_bucket_count_bounds_the_cache() {
     const KEYS: usize = 40;
     let mut config = default_plugin_config();
-    // Long TTLs, so that nothing expires during the test and every overwrite is an eviction.
-    config["revocation"]["cache"] = json!({"max_entries": SLOTS, "max_active_seconds": 600});
+    // Long TTLs, so that nothing expires during the test and every full bucket evicts.
+    config["revocation"]["cache"] = json!({"max_entries": ENTRIES, "max_active_seconds": 600});
     let rig = Rig::builder()
         .plugin_config(&config)
         .keyservice_args(&["--cache-active-seconds", "600"])
@@ -271,31 +273,31 @@ fn the_slot_count_bounds_the_cache() {
         })
         .collect();
 
-    let mut model = SlotModel::default();
+    let mut model = CacheModel::default();
     for n in 0..KEYS {
         model.request(&rig, &mut cases, &keys, n, "first pass");
     }
-    let used_slots = u64::try_from(model.slots.len()).unwrap();
+    let held: u64 = model.buckets.values().map(|keys| keys.len() as u64).sum();
     let evictions = rig.keygate_stat("revocation_cache_evictions");
     cases.check(
-        &format!("first pass: evictions = {KEYS} keys - {used_slots} slots used"),
-        if evictions == KEYS as u64 - used_slots && evictions >= (KEYS as u64 - u64::from(SLOTS)) {
+        &format!("first pass: evictions = {KEYS} keys - {held} entries held"),
+        if evictions == KEYS as u64 - held && held <= u64::from(ENTRIES) {
             Ok(())
         } else {
             Err(format!("keygate.revocation_cache_evictions is {evictions}"))
         },
     );
 
-    // The last key of each slot is still cached; every earlier one was evicted.
-    let latest: Vec<usize> = model.slots.values().copied().collect();
+    // The keys each bucket holds are still cached; every other one was evicted.
+    let latest: Vec<usize> = model.buckets.values().flatten().copied().collect();
     for &n in &latest {
-        model.request(&rig, &mut cases, &keys, n, "latest of its slot");
+        model.request(&rig, &mut cases, &keys, n, "held by its bucket");
     }
     let earlier: Vec<usize> = (0..KEYS).filter(|n| !latest.contains(n)).collect();
     cases.check(
         "some keys were evicted",
         if earlier.is_empty() {
-            Err("every key has a slot of its own".to_owned())
+            Err("every key still has a place".to_owned())
         } else {
             Ok(())
         },
@@ -318,20 +320,20 @@ fn the_slot_count_bounds_the_cache() {
     cases.finish(|| rig.envoy_log_tail(40));
 }
 
-/// What a direct-mapped cache of [`SLOTS`] slots holds, all entries live, and the one worker's
-/// local table in front of it.
+/// What a cache of [`ENTRIES`] entries in buckets of 4 holds, all entries live (the oldest goes
+/// when a bucket is full), and the one worker's local table in front of it.
 #[derive(Default)]
-struct SlotModel {
-    /// Slot -> index of the key whose answer it holds.
-    slots: BTreeMap<u32, usize>,
+struct CacheModel {
+    /// Bucket -> indexes of the keys whose answers it holds, oldest first.
+    buckets: BTreeMap<u32, Vec<usize>>,
     /// Local slot -> index of the key whose answer the worker keeps.
     local: BTreeMap<u32, usize>,
     evictions: u64,
 }
 
-impl SlotModel {
-    /// Sends key `n` (user, key), checks that it is allowed and costs a callout exactly when the
-    /// slot does not hold it, and updates the model.
+impl CacheModel {
+    /// Sends key `n` (user, key), checks that it is allowed and costs a callout exactly when
+    /// neither the local table nor the bucket holds it, and updates the model.
     fn request(
         &mut self,
         rig: &Rig,
@@ -341,23 +343,30 @@ impl SlotModel {
         pass: &str,
     ) {
         let (user, key) = &keys[n];
-        let slot = slot(key, SLOTS);
-        let local = local_slot(key, SLOTS);
-        let held = self.local.get(&local) == Some(&n) || self.slots.get(&slot) == Some(&n);
+        let bucket = bucket(key, ENTRIES / WAYS);
+        let local = local_slot(key, ENTRIES);
+        let in_bucket = self
+            .buckets
+            .get(&bucket)
+            .is_some_and(|keys| keys.contains(&n));
+        let held = self.local.get(&local) == Some(&n) || in_bucket;
         let (reply, delta) = call(rig, key);
         cases.check(
             &format!(
-                "{pass}: key {n} (slot {slot}, {}): allowed",
+                "{pass}: key {n} (bucket {bucket}, {}): allowed",
                 if held { "cached" } else { "not cached" }
             ),
             expect_allowed(&reply, Some(user), None).and(expect_callouts(delta, u64::from(!held))),
         );
         // Whatever the worker read or wrote, it keeps locally.
-        if self.local.get(&local) != Some(&n) {
-            self.local.insert(local, n);
-            if !held && self.slots.insert(slot, n).is_some() {
+        self.local.insert(local, n);
+        if !held {
+            let keys = self.buckets.entry(bucket).or_default();
+            if keys.len() == WAYS as usize {
+                keys.remove(0);
                 self.evictions += 1;
             }
+            keys.push(n);
         }
     }
 }
