@@ -36,7 +36,8 @@ pub trait Host: SharedData {
     /// Makes the calls that follow act on another context's request (a request waiting on this
     /// one's callout). `false` when that context is gone.
     fn switch_context(&self, context_id: u32) -> bool;
-    /// Adds one to a counter; `None` (a stat the host would not define) does nothing.
+    /// Adds one to a counter; `None` (a stat the host would not define) does nothing. Envoy's
+    /// implementation hands the sums over once per tick.
     fn increment(&self, metric: Option<u32>);
     /// Records a histogram value.
     fn record(&self, metric: Option<u32>, value: u64);

@@ -45,6 +45,32 @@ pub struct Metrics {
 
 pub const PREFIX: &str = "keygate.";
 
+/// Counter increments not yet handed to the host. A host call costs Envoy more than the
+/// counting, so the proxy-wasm layer adds them up here and hands each counter's sum over once
+/// per tick (100 ms): stats lag by at most that, requests lose one host call or two.
+#[derive(Debug, Default)]
+pub struct PendingCounts {
+    /// (metric id, increments); a handful of counters, so a list beats a map.
+    counts: Vec<(u32, u64)>,
+}
+
+impl PendingCounts {
+    pub fn add(&mut self, metric: u32) {
+        match self.counts.iter_mut().find(|(id, _)| *id == metric) {
+            Some((_, count)) => *count += 1,
+            None => self.counts.push((metric, 1)),
+        }
+    }
+
+    /// The sums since the last call, each counter once; the counts start again from zero.
+    pub fn take(&mut self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.counts
+            .iter_mut()
+            .filter(|(_, count)| *count > 0)
+            .map(|(id, count)| (*id, std::mem::take(count)))
+    }
+}
+
 impl Metrics {
     /// Defines every stat through `define(kind, name)`.
     pub fn define(define: &mut dyn FnMut(MetricKind, &str) -> Option<u32>) -> Self {
@@ -103,6 +129,24 @@ mod tests {
         )));
         assert!(metrics.denied("revoked").is_some());
         assert_eq!(metrics.denied("no_such_reason"), None);
+    }
+
+    #[test]
+    fn pending_counts_are_summed_per_counter_and_handed_over_once() {
+        let mut pending = PendingCounts::default();
+        for metric in [7, 3, 7, 7] {
+            pending.add(metric);
+        }
+        let mut first: Vec<(u32, u64)> = pending.take().collect();
+        first.sort_unstable();
+        assert_eq!(first, vec![(3, 1), (7, 3)]);
+        assert_eq!(
+            pending.take().count(),
+            0,
+            "nothing new: nothing to hand over"
+        );
+        pending.add(3);
+        assert_eq!(pending.take().collect::<Vec<_>>(), vec![(3, 1)]);
     }
 
     #[test]

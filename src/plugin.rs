@@ -1,5 +1,6 @@
 //! The proxy-wasm contexts: a thin layer that moves data between Envoy and the host-free core.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,7 +16,7 @@ use crate::flow::{
     FlowAction, RequestFlow, expire_parked, flight_path, settle_flight, wake, wake_parked,
 };
 use crate::host::{Callout, CalloutAnswer, Host};
-use crate::metrics::{MetricKind, Metrics};
+use crate::metrics::{MetricKind, Metrics, PendingCounts};
 use crate::remote_jwks::FetchOutcome;
 use crate::response::LocalReply;
 use crate::revocation::Digest;
@@ -216,6 +217,7 @@ impl RootContext for KeygateRoot {
     }
 
     fn on_tick(&mut self) {
+        flush_counts();
         let Some(gate) = self.gate.clone() else {
             return;
         };
@@ -334,6 +336,20 @@ impl Drop for KeygateHttp {
     }
 }
 
+thread_local! {
+    /// This VM's counter increments since the last tick (see `PendingCounts`).
+    static PENDING_COUNTS: RefCell<PendingCounts> = RefCell::new(PendingCounts::default());
+}
+
+/// Hands the counters' increments since the last tick to Envoy, one host call per counter.
+fn flush_counts() {
+    PENDING_COUNTS.with(|pending| {
+        for (metric, count) in pending.borrow_mut().take() {
+            let _ = hostcalls::increment_metric(metric, i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    });
+}
+
 /// Milliseconds since the Unix epoch from Envoy's clock. A clock error yields 0, which makes every
 /// token with `exp` fail its time check rather than pass it.
 fn now_ms() -> u64 {
@@ -444,7 +460,7 @@ impl Host for EnvoyHost {
 
     fn increment(&self, metric: Option<u32>) {
         if let Some(metric) = metric {
-            let _ = hostcalls::increment_metric(metric, 1);
+            PENDING_COUNTS.with(|pending| pending.borrow_mut().add(metric));
         }
     }
 

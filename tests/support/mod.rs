@@ -1003,13 +1003,17 @@ impl Rig {
     }
 
     /// keygate's counter `keygate.<name>` (the filter's name; Envoy shows it as
-    /// `wasmcustom.keygate.<name>`), e.g. `keygate_stat("requests_allowed")`.
+    /// `wasmcustom.keygate.<name>`), e.g. `keygate_stat("requests_allowed")`. keygate hands its
+    /// counts to Envoy once per tick, so this waits for a tick first.
     pub fn keygate_stat(&self, name: &str) -> u64 {
+        std::thread::sleep(KEYGATE_COUNTS_FLUSHED);
         self.stat(&format!("{KEYGATE_STATS}{name}"))
     }
 
-    /// Every keygate counter, by its short name (`requests_allowed`, ...), in one admin call.
+    /// Every keygate counter, by its short name (`requests_allowed`, ...), in one admin call
+    /// (after a tick, as `keygate_stat`).
     pub fn keygate_counters(&self) -> BTreeMap<String, u64> {
+        std::thread::sleep(KEYGATE_COUNTS_FLUSHED);
         self.stats()
             .into_iter()
             .filter_map(|(name, value)| Some((name.strip_prefix(KEYGATE_STATS)?.to_owned(), value)))
@@ -1108,6 +1112,8 @@ impl Rig {
 /// The prefix of keygate's stats on Envoy's admin `/stats` page: the filter defines
 /// `keygate.<name>` and Envoy files stats defined by Wasm code under its custom namespace.
 pub const KEYGATE_STATS: &str = "wasmcustom.keygate.";
+/// keygate's tick is 100 ms, and its counters reach Envoy on the tick: wait for two and a half.
+pub const KEYGATE_COUNTS_FLUSHED: Duration = Duration::from_millis(250);
 
 /// One HTTP/1.1 request on a new connection, written as given (see [`Rig::raw_request`]), and the
 /// response read until Envoy closes the connection.
