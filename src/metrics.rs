@@ -41,6 +41,9 @@ pub struct Metrics {
     pub callout_latency_ms: Option<u32>,
     pub jwks_ok: Option<u32>,
     pub jwks_error: Option<u32>,
+    /// Ticks on which a worker handed its pending counts to Envoy (see `PendingCounts`): one per
+    /// tick, so a reader can tell that every count made before some point has arrived.
+    pub counts_flushed: Option<u32>,
 }
 
 pub const PREFIX: &str = "keygate.";
@@ -86,6 +89,7 @@ impl Metrics {
             callouts_timeout: counter("callouts_timeout"),
             jwks_ok: counter("jwks_fetch_ok"),
             jwks_error: counter("jwks_fetch_error"),
+            counts_flushed: counter("counts_flushed"),
             ..Metrics::default()
         };
         for (slot, reason) in metrics.denied.iter_mut().zip(DENY_REASONS) {
@@ -117,7 +121,7 @@ mod tests {
             defined.push((kind, name.to_owned()));
             Some(defined.len() as u32)
         });
-        assert_eq!(defined.len(), 10 + DENY_REASONS.len() + 1);
+        assert_eq!(defined.len(), 11 + DENY_REASONS.len() + 1);
         assert!(defined.iter().all(|(_, name)| name.starts_with("keygate.")));
         assert!(defined.contains(&(
             MetricKind::Histogram,

@@ -217,10 +217,10 @@ impl RootContext for KeygateRoot {
     }
 
     fn on_tick(&mut self) {
-        flush_counts();
         let Some(gate) = self.gate.clone() else {
             return;
         };
+        flush_counts(gate.metrics.counts_flushed);
         let now = now_ms();
         self.fetch_due_keys(&gate, now);
         expire_parked(&gate, &EnvoyHost, now);
@@ -341,13 +341,17 @@ thread_local! {
     static PENDING_COUNTS: RefCell<PendingCounts> = RefCell::new(PendingCounts::default());
 }
 
-/// Hands the counters' increments since the last tick to Envoy, one host call per counter.
-fn flush_counts() {
+/// Hands the counters' increments since the last tick to Envoy, one host call per counter, then
+/// counts the flush itself (directly: it must arrive after them).
+fn flush_counts(counts_flushed: Option<u32>) {
     PENDING_COUNTS.with(|pending| {
         for (metric, count) in pending.borrow_mut().take() {
             let _ = hostcalls::increment_metric(metric, i64::try_from(count).unwrap_or(i64::MAX));
         }
     });
+    if let Some(metric) = counts_flushed {
+        let _ = hostcalls::increment_metric(metric, 1);
+    }
 }
 
 /// Milliseconds since the Unix epoch from Envoy's clock. A clock error yields 0, which makes every

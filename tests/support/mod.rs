@@ -786,6 +786,7 @@ impl RigBuilder {
             admin,
             listener,
             dir,
+            concurrency: self.concurrency,
         }
     }
 
@@ -883,6 +884,8 @@ pub struct Rig {
     pub admin: SocketAddr,
     pub listener: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// Envoy's worker threads.
+    pub concurrency: u32,
 }
 
 impl Rig {
@@ -1006,14 +1009,31 @@ impl Rig {
     /// `wasmcustom.keygate.<name>`), e.g. `keygate_stat("requests_allowed")`. keygate hands its
     /// counts to Envoy once per tick, so this waits for a tick first.
     pub fn keygate_stat(&self, name: &str) -> u64 {
-        std::thread::sleep(KEYGATE_COUNTS_FLUSHED);
+        self.wait_for_keygate_counts();
         self.stat(&format!("{KEYGATE_STATS}{name}"))
+    }
+
+    /// Waits until every VM of the filter has handed over the counts made so far: each counts a
+    /// flush per tick (`keygate.counts_flushed`), so two flushes more per VM (the workers and the
+    /// main thread's) than at the start mean that each has flushed since.
+    pub fn wait_for_keygate_counts(&self) {
+        let flushes = || self.stat(&format!("{KEYGATE_STATS}counts_flushed"));
+        let start = flushes();
+        let wanted = start + 2 * (u64::from(self.concurrency) + 1);
+        let mut seen = start;
+        poll(Duration::from_secs(20), Duration::from_millis(20), || {
+            seen = flushes();
+            (seen >= wanted).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!("keygate.counts_flushed went from {start} to {seen}, not {wanted}: no ticks?")
+        });
     }
 
     /// Every keygate counter, by its short name (`requests_allowed`, ...), in one admin call
     /// (after a tick, as `keygate_stat`).
     pub fn keygate_counters(&self) -> BTreeMap<String, u64> {
-        std::thread::sleep(KEYGATE_COUNTS_FLUSHED);
+        self.wait_for_keygate_counts();
         self.stats()
             .into_iter()
             .filter_map(|(name, value)| Some((name.strip_prefix(KEYGATE_STATS)?.to_owned(), value)))
@@ -1112,8 +1132,6 @@ impl Rig {
 /// The prefix of keygate's stats on Envoy's admin `/stats` page: the filter defines
 /// `keygate.<name>` and Envoy files stats defined by Wasm code under its custom namespace.
 pub const KEYGATE_STATS: &str = "wasmcustom.keygate.";
-/// keygate's tick is 100 ms, and its counters reach Envoy on the tick: wait for two and a half.
-pub const KEYGATE_COUNTS_FLUSHED: Duration = Duration::from_millis(250);
 
 /// One HTTP/1.1 request on a new connection, written as given (see [`Rig::raw_request`]), and the
 /// response read until Envoy closes the connection.
