@@ -870,6 +870,13 @@ def summarize(samples: list[Sample]) -> dict:
     }
 
 
+def per_round_range(results: dict, a: str, b: str) -> str:
+    """The range of a's requests/s over b's within each round, both measured in that round."""
+    paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
+              if y["rps"]]
+    return f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+
+
 def render(results: dict, meta: dict) -> str:
     summaries = {cid: r["summary"] for cid, r in results.items() if r.get("summary")}
     ref3 = summaries.get("jwt_authn-hs256", {}).get("rps")
@@ -938,9 +945,7 @@ def render(results: dict, meta: dict) -> str:
         if not sa or not sb:
             lines.append(f"| {name} | — | | ≥ {needed:.2f} | | not measured |")
             continue
-        paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
-                  if y["rps"]]
-        spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+        spread = per_round_range(results, a, b)
         value = sa["rps"] / sb["rps"]
         p99 = ""
         met = value >= needed
@@ -960,9 +965,7 @@ def render(results: dict, meta: dict) -> str:
         if not sa or not sb:
             lines.append(f"| {name} | not measured | |")
             continue
-        paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
-                  if y["rps"]]
-        spread = f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+        spread = per_round_range(results, a, b)
         lines.append(f"| {name} | {sa['rps'] / sb['rps']:.2f} | {spread} |")
     lines.append("")
     lines.append("## Every round")
