@@ -80,7 +80,7 @@ impl SignatureKey {
         }
     }
 
-    /// Whether `signature` (base64url, as in the token) signs `signing_input` with `alg`. The
+    /// Whether `signature` (decoded bytes) signs `signing_input` with `alg`. The
     /// caller has matched `alg` to the key's type; a mismatch is simply no valid signature.
     pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
         use Algorithm::*;
