@@ -2,9 +2,11 @@
 """keygate's benchmark harness (issue 6): keygate against Envoy's own auth filters and ext_authz.
 
 One Envoy per configuration, each `--concurrency 1` and pinned to one core (`taskset -c 0`);
-the load generator, wrk, pinned to the other (`taskset -c 1`), with keyservice. The upstream is
-Envoy's `direct_response`, so it costs nothing. The configurations are measured interleaved, round
-by round (A B C ... A B C ...), and the medians over the rounds are reported with the ratios to
+the load generator, wrk, pinned to the other (`taskset -c 1`), with keyservice (a second
+keyservice shares Envoy's core for configuration 7c). The upstream is Envoy's `direct_response`,
+so it costs nothing. The configurations are measured interleaved, round by round (A B C ... A B C
+...), each round with freshly started Envoys (so no configuration keeps one process's luck of
+memory layout for the whole run), and the medians over the rounds are reported with the ratios to
 Envoy's `jwt_authn` HS256 and to the no-op wasm filter, in a markdown file (BENCHMARKS.md).
 
 Before anything is measured every configuration must answer 200 for its benchmark token and 401
@@ -409,6 +411,8 @@ class Setup:
     ed_token: str
     ed_jwks: dict
     keyservice_port: int
+    # The keyservice on Envoy's core (configuration 7c), or 0 when none runs.
+    keyservice_envoy_core_port: int
     authorize_available: bool
 
 
@@ -426,6 +430,8 @@ class Config:
     status_with_token: int = 200
     uses_keyservice: bool = False
     needs_authorize: bool = False
+    # Its keyservice cluster is the keyservice pinned to Envoy's core rather than wrk's.
+    keyservice_on_envoy_core: bool = False
 
 
 def _hs_jwks() -> dict:
@@ -459,6 +465,10 @@ CONFIGS = [
     Config("ext_authz-hs256", "7", "Envoy ext_authz (HTTP) to keyservice /v1/authorize, key with exp",
            lambda s: [ext_authz_filter()], lambda s: s.hs_exp_token,
            uses_keyservice=True, needs_authorize=True),
+    Config("ext_authz-hs256-shared", "7c",
+           "Envoy ext_authz to a keyservice on Envoy's core (one core for the whole auth path), key with exp",
+           lambda s: [ext_authz_filter()], lambda s: s.hs_exp_token,
+           uses_keyservice=True, needs_authorize=True, keyservice_on_envoy_core=True),
     Config("ext_authz-nonexp", "7b",
            "Envoy ext_authz to keyservice /v1/authorize, non-expiring key (database lookup)",
            lambda s: [ext_authz_filter()], lambda s: s.nonexp_token,
@@ -505,6 +515,8 @@ TARGETS = [
     ("cached non-expiring (5) vs keygate HS256 (4)", "keygate-nonexp-cached", "keygate-hs256", 0.95,
      False),
     ("keygate HS256 (4) vs ext_authz (7)", "keygate-hs256", "ext_authz-hs256", 3.0, False),
+    ("keygate HS256 (4) vs ext_authz, keyservice on Envoy's core (7c)", "keygate-hs256",
+     "ext_authz-hs256-shared", 3.0, False),
     ("keygate RS256 (8c) vs jwt_authn RS256 (8a)", "keygate-rs256", "jwt_authn-rs256", 0.5, False),
     ("keygate RS256 + token cache (8d) vs jwt_authn RS256 (8a)", "keygate-rs256-cache",
      "jwt_authn-rs256", 1.15, False),
@@ -607,6 +619,20 @@ class Processes:
                 proc.kill()
                 proc.wait()
 
+    def stop(self, procs: list[subprocess.Popen]) -> None:
+        """Ends these processes (SIGTERM, then SIGKILL after 10 s) and forgets them."""
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = [proc for proc in self.procs if proc not in procs]
+
     def pids(self) -> set[int]:
         return {proc.pid for proc in self.procs}
 
@@ -621,14 +647,16 @@ class Envoy:
 
 
 def start_envoy(procs: Processes, envoy_bin: Path, cpu: str, config: Config, setup: Setup,
-                work: Path) -> tuple[subprocess.Popen, Path, Path]:
+                work: Path, label: str = "") -> tuple[subprocess.Popen, Path, Path]:
     clusters = []
     if config.uses_keyservice:
-        clusters.append(static_cluster("keyservice", "127.0.0.1", setup.keyservice_port))
-    path = work / f"envoy-{config.id}.json"
+        port = setup.keyservice_envoy_core_port if config.keyservice_on_envoy_core \
+            else setup.keyservice_port
+        clusters.append(static_cluster("keyservice", "127.0.0.1", port))
+    path = work / f"envoy-{config.id}{label}.json"
     path.write_text(json.dumps(bootstrap(config.filters(setup), clusters), indent=2))
-    admin_path = work / f"envoy-{config.id}.admin"
-    log = work / f"envoy-{config.id}.log"
+    admin_path = work / f"envoy-{config.id}{label}.admin"
+    log = work / f"envoy-{config.id}{label}.log"
     env = dict(os.environ, JWT_SECRET=SECRET)
     proc = procs.start(
         ["taskset", "-c", cpu, envoy_bin, "-c", path, "--concurrency", "1",
@@ -669,9 +697,9 @@ def envoy_counter(envoy: Envoy, name: str) -> int | None:
 
 
 def start_keyservice(procs: Processes, bin_path: Path, cpu: str, work: Path,
-                     authorize: bool) -> tuple[subprocess.Popen, str]:
+                     authorize: bool, name: str = "keyservice") -> tuple[subprocess.Popen, str]:
     args = ["taskset", "-c", cpu, bin_path, "serve", "--listen", "127.0.0.1:0",
-            "--database", f"sqlite://{work / 'keyservice.db'}", "--admin-token", ADMIN_TOKEN]
+            "--database", f"sqlite://{work / f'{name}.db'}", "--admin-token", ADMIN_TOKEN]
     if authorize:
         authorize_config = work / "authorize.json"
         authorize_config.write_text(json.dumps(keygate_hs256_config()))
@@ -680,8 +708,8 @@ def start_keyservice(procs: Processes, bin_path: Path, cpu: str, work: Path,
            if not k.startswith("KEYSERVICE_") and k != "DATABASE_URL"}
     # Requests are logged at info: keep keyservice's CPU for answering them.
     env.update(JWT_SECRET=SECRET, RUST_LOG="warn")
-    out = work / "keyservice.stdout"
-    log = work / "keyservice.log"
+    out = work / f"{name}.stdout"
+    log = work / f"{name}.log"
     out_file = open(out, "wb")  # noqa: SIM115
     proc = procs.start(args, log, env=env, stdout=out_file)
 
@@ -691,7 +719,7 @@ def start_keyservice(procs: Processes, bin_path: Path, cpu: str, work: Path,
                 return line.strip().removeprefix("listening on http://")
         return None
 
-    addr = wait_for("keyservice", START_TIMEOUT, listening, proc, log)
+    addr = wait_for(name, START_TIMEOUT, listening, proc, log)
     return proc, addr
 
 
@@ -903,10 +931,11 @@ def render(results: dict, meta: dict) -> str:
     lines.append(f"- Method: one Envoy per configuration, `--concurrency 1`, pinned with "
                  f"`taskset -c {meta['envoy_cpu']}`; wrk pinned with `taskset -c {meta['load_cpu']}` "
                  f"(`-t1 -c{meta['connections']} -d{meta['duration']}s --latency`), with keyservice "
-                 f"on the same core as wrk; upstream = Envoy `direct_response`. "
-                 f"{meta['rounds']} round(s), configurations interleaved in each round "
-                 f"(after {meta['warmup']} s of warm-up each); medians over the rounds. "
-                 "Memory: Envoy's VmRSS after each round.")
+                 f"on the same core as wrk (for 7c, a second keyservice on Envoy's core); upstream = "
+                 f"Envoy `direct_response`. {meta['rounds']} round(s), each with freshly started "
+                 f"Envoys, configurations interleaved in each round (each after {meta['warmup']} s "
+                 f"of warm-up); medians over the rounds. Memory: Envoy's VmRSS after each "
+                 "measurement.")
     lines.append(f"- Versions: Envoy `{meta['envoy_version']}`; {meta['rustc_version']}; "
                  f"{meta['wrk_version']}; keygate {meta['git']}, keygate.wasm {meta['keygate_wasm']}; "
                  f"no-op filter {meta['noop_wasm']}; keyservice {meta['keyservice_build']} build")
@@ -1235,8 +1264,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (default 5; 1 with --quick)")
     parser.add_argument("--duration", type=int, help="seconds per measurement (default 10; 3 with --quick)")
     parser.add_argument("--warmup", type=int,
-                        help="seconds of unmeasured load per configuration before round 1 "
-                             "(default 3; 1 with --quick)")
+                        help="seconds of unmeasured load before each measurement, on the "
+                             "round's fresh Envoy (default 2; 1 with --quick)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--envoy-cpu", default="0", help="core for Envoy (default 0)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk and keyservice (default 1)")
@@ -1259,7 +1288,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.duration = args.duration or (3 if args.quick else 10)
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 3
+        args.warmup = 1 if args.quick else 2
     if args.out is None:
         args.out = ROOT / ("target/bench/quick.md" if args.quick else "BENCHMARKS.md")
     if args.json is None:
@@ -1300,6 +1329,38 @@ def main(argv: list[str]) -> int:
         procs.stop_all()
 
 
+def start_envoys(procs: Processes, envoy_bin: Path, cpu: str, configs: list[Config], setup: Setup,
+                 work: Path, label: str) -> list[Envoy]:
+    """Starts an Envoy for every configuration, then waits for each: they come up in parallel."""
+    started = [(config, *start_envoy(procs, envoy_bin, cpu, config, setup, work, label))
+               for config in configs]
+    return [envoy_ready(config, proc, admin_path, log_path)
+            for config, proc, admin_path, log_path in started]
+
+
+def verify_decisions(envoys: list[Envoy], setup: Setup, results: dict) -> None:
+    """Each Envoy must decide as configured before anything is measured on it."""
+    failures = []
+    for envoy in envoys:
+        tokens = envoy.config.token(setup)
+        url = f"http://127.0.0.1:{envoy.port}/"
+        with_token, body = 0, b""
+        expected_with = envoy.config.status_with_token
+        for token in tokens if isinstance(tokens, list) else [tokens]:
+            with_token, body = http(url, headers={"authorization": f"Bearer {token}"})
+            if with_token != expected_with:
+                break
+        without, _ = http(url)
+        expected_without = 401 if envoy.config.expect_401_without_token else 200
+        results[envoy.config.id]["verified"] = {"token": with_token, "no_token": without}
+        if with_token != expected_with or without != expected_without:
+            failures.append(f"{envoy.config.id}: {with_token} with the token (expected {expected_with}: "
+                            f"{body[:200]!r}), {without} without (expected {expected_without})\n"
+                            f"{tail(envoy.log, 15)}")
+    if failures:
+        raise BenchError("configurations that do not decide as expected:\n" + "\n".join(failures))
+
+
 def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> int:
     log = lambda message: print(f"bench: {message}", file=sys.stderr, flush=True)  # noqa: E731
     for tool in ("taskset",):
@@ -1335,6 +1396,12 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         # More keys than connections, so that requests in flight together hold distinct keys.
         nonexp_tokens = [issue_key(ks_addr, f"bench-{i}") for i in range(4 * args.connections)]
         log(f"keyservice on {ks_addr}, {1 + len(nonexp_tokens)} non-expiring keys issued")
+    keyservice_envoy_core_port = 0
+    if any(c.keyservice_on_envoy_core for c in selected) and authorize:
+        _, addr = start_keyservice(procs, keyservice_bin, args.envoy_cpu, work, authorize,
+                                   name="keyservice-envoy-core")
+        keyservice_envoy_core_port = int(addr.rsplit(":", 1)[1])
+        log(f"keyservice on Envoy's core on {addr}")
 
     now = int(time.time())
     log("generating the RS256, ES256 and EdDSA keys")
@@ -1358,6 +1425,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         ed_token=ed_key.sign(identity, "bench-eddsa"),
         ed_jwks={"keys": [ed_key.public_jwk("bench-eddsa")]},
         keyservice_port=keyservice_port,
+        keyservice_envoy_core_port=keyservice_envoy_core_port,
         authorize_available=authorize,
     )
 
@@ -1372,46 +1440,25 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         else:
             runnable.append(config)
 
-    # Start every Envoy, then wait for each: they come up in parallel.
-    started = [(config, *start_envoy(procs, envoy_bin, args.envoy_cpu, config, setup, work))
-               for config in runnable]
-    envoys = [envoy_ready(config, proc, admin_path, log_path)
-              for config, proc, admin_path, log_path in started]
-    log(f"{len(envoys)} Envoys ready")
-
-    # Each must decide as configured before anything is measured.
-    failures = []
-    for envoy in envoys:
-        tokens = envoy.config.token(setup)
-        url = f"http://127.0.0.1:{envoy.port}/"
-        with_token, body = 0, b""
-        expected_with = envoy.config.status_with_token
-        for token in tokens if isinstance(tokens, list) else [tokens]:
-            with_token, body = http(url, headers={"authorization": f"Bearer {token}"})
-            if with_token != expected_with:
-                break
-        without, _ = http(url)
-        expected_without = 401 if envoy.config.expect_401_without_token else 200
-        results[envoy.config.id] = {"verified": {"token": with_token, "no_token": without},
-                                    "samples": []}
-        if with_token != expected_with or without != expected_without:
-            failures.append(f"{envoy.config.id}: {with_token} with the token (expected {expected_with}: "
-                            f"{body[:200]!r}), {without} without (expected {expected_without})\n"
-                            f"{tail(envoy.log, 15)}")
-    if failures:
-        raise BenchError("configurations that do not decide as expected:\n" + "\n".join(failures))
-    log("every configuration answers as expected with its token (200, or 401 for forged ones)" +
-        (" and 401 without" if any(e.config.expect_401_without_token for e in envoys) else ""))
-
-    if args.warmup:
-        for envoy in envoys:
-            run_wrk(wrk, args.load_cpu, envoy.port, envoy.config.token(setup), args.connections,
-                    args.warmup, work)
-
+    for config in runnable:
+        results[config.id] = {"samples": []}
     foreign_during: set[str] = set()
     busy_samples = 0
     for round_index in range(args.rounds):
+        # Fresh Envoys every round: a process's memory layout moves its speed by a few percent,
+        # and one process for the whole run would carry that into every round's numbers.
+        envoys = start_envoys(procs, envoy_bin, args.envoy_cpu, runnable, setup, work,
+                              f"-r{round_index + 1}")
+        log(f"round {round_index + 1}/{args.rounds}: {len(envoys)} Envoys ready")
+        verify_decisions(envoys, setup, results)
+        if round_index == 0:
+            log("every configuration answers as expected with its token (200, or 401 for forged "
+                "ones)" + (" and 401 without" if any(e.config.expect_401_without_token
+                                                   for e in envoys) else ""))
         for envoy in envoys:
+            if args.warmup:
+                run_wrk(wrk, args.load_cpu, envoy.port, envoy.config.token(setup),
+                        args.connections, args.warmup, work)
             before = envoy_counter(envoy, "cluster.keyservice.upstream_rq_total") \
                 if envoy.config.uses_keyservice else None
             foreign_start = foreign_processes(procs.pids())
@@ -1436,10 +1483,11 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
             log(f"round {round_index + 1}/{args.rounds} {envoy.config.id}: {sample.rps:.0f} req/s, "
                 f"p50 {sample.p50_ms:.2f} ms, p99 {sample.p99_ms:.2f} ms, "
                 f"RSS {sample.rss_kib / 1024:.1f} MiB{' (busy)' if sample.busy else ''}")
+        procs.stop([envoy.proc for envoy in envoys])
 
-    for envoy in envoys:
-        samples = [Sample(**s) for s in results[envoy.config.id]["samples"]]
-        results[envoy.config.id]["summary"] = summarize(samples)
+    for config in runnable:
+        samples = [Sample(**s) for s in results[config.id]["samples"]]
+        results[config.id]["summary"] = summarize(samples)
 
     busy = []
     if load_before >= 0.5:
@@ -1449,7 +1497,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         busy.append(f"{len(foreign_before)} other envoy/cargo/rustc processes before the run")
     if busy_samples:
         busy.append(f"other envoy/cargo/rustc processes ran during {busy_samples} of "
-                    f"{args.rounds * len(envoys)} measurements (marked * below)")
+                    f"{args.rounds * len(runnable)} measurements (marked * below)")
     model, cores = cpu_facts()
     command = os.environ.get("BENCH_COMMAND") or \
         "python3 bench/bench.py " + " ".join(argv_for_report(args))

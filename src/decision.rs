@@ -23,7 +23,7 @@ use crate::revocation_cache::RevocationCache;
 use crate::rules::RuleAction;
 use crate::scopes::missing_scopes;
 use crate::sources::TokenSource;
-use crate::token_cache::TokenCache;
+use crate::token_cache::{CachedToken, TokenCache};
 use crate::verify::{Clock, Rejection, VerifiedToken, verify};
 
 /// One worker's keygate: the configuration, what is built from it once, and the worker's state
@@ -159,7 +159,14 @@ impl Gate {
         let routes_by_issuer = config.providers.iter().any(|p| p.issuer.is_some());
         let token_cache = config
             .token_cache
-            .map(|cache| RefCell::new(TokenCache::new(cache)));
+            .and_then(|cache| match TokenCache::random_key() {
+                Ok(key) => Some(RefCell::new(TokenCache::new(cache, &key))),
+                // Without a secret key the cache could be steered; every token is verified instead.
+                Err(error) => {
+                    log::warn!("verified-token cache off: no randomness for its key ({error})");
+                    None
+                }
+            });
         let revocation_cache = config.revocation.as_ref().and_then(|revocation| {
             revocation
                 .cache
@@ -377,7 +384,8 @@ impl Gate {
     }
 
     /// Picks the provider and verifies, through the verified-token cache when it is on. Fills
-    /// `token_digest` when it had to compute it, so the revocation check does not hash again.
+    /// `token_digest` when the cache has it or it was computed for the cache, so the revocation
+    /// check does not hash again.
     fn verify_token(
         &self,
         head: &RequestHead<'_>,
@@ -388,15 +396,14 @@ impl Gate {
         let now = now_ms / 1000;
         let token = presented.token;
         if let Some(cache) = &self.token_cache {
-            let key = digest(token);
-            *token_digest = Some(key);
-            let cached = cache.borrow_mut().get(&key, now);
+            let cached = cache.borrow_mut().get(token, now);
             // Only where its provider reads the token from: the cache must not widen sources.
-            if let Some(verified) = cached
-                && self.takes_source(&self.config.providers[verified.provider], presented)
+            if let Some(cached) = cached
+                && self.takes_source(&self.config.providers[cached.verified.provider], presented)
             {
-                self.last_provider.set(Some(verified.provider));
-                return Ok(verified);
+                self.last_provider.set(Some(cached.verified.provider));
+                *token_digest = Some(cached.digest);
+                return Ok(cached.verified);
             }
         }
         let reject = |rejection| Decision::Deny(DenyReason::Token(rejection));
@@ -425,13 +432,17 @@ impl Gate {
             Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
         };
-        if let (Some(cache), Some(key)) = (&self.token_cache, *token_digest) {
+        if let Some(cache) = &self.token_cache {
             let valid_until = verified
                 .expires_at
                 .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
-            cache
-                .borrow_mut()
-                .insert(key, Rc::clone(&verified), valid_until, now);
+            let key = digest(token);
+            *token_digest = Some(key);
+            let cached = CachedToken {
+                verified: Rc::clone(&verified),
+                digest: key,
+            };
+            cache.borrow_mut().insert(token, cached, valid_until, now);
         }
         Ok(verified)
     }

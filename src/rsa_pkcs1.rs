@@ -143,13 +143,17 @@ fn public_operation<const LIMBS: usize>(
     }
     let base = DynResidue::new(&s, *params);
     let mut power = base;
-    for bit in (0..63 - e.leading_zeros()).rev() {
+    // Every bit but the lowest (an RSA exponent is odd: `RsaPublicKey::new` checks it).
+    for bit in (1..63 - e.leading_zeros()).rev() {
         power = power.square();
         if (e >> bit) & 1 == 1 {
             power = power.mul(&base);
         }
     }
-    Some(to_be_bytes(&power.retrieve()))
+    // The last step multiplies by the signature taken as if in Montgomery form (s·R⁻¹): the
+    // product is `s^e` itself, not `s^e·R`, so no reduction out of Montgomery form follows.
+    let last = power.square().mul(&DynResidue::from_montgomery(s, *params));
+    Some(to_be_bytes(last.as_montgomery()))
 }
 
 /// A big-endian number of at most the width's bytes, zero-extended to the width. (The callers

@@ -1,10 +1,17 @@
-//! A per-worker cache of recently verified tokens, by digest, so a repeated token skips
-//! signature verification and claim parsing. Only successes are cached; an entry is dropped at
-//! the earlier of the token's `exp` and the configured TTL, and all are dropped when a provider's
-//! keys change.
+//! A per-worker cache of recently verified tokens, so a repeated token skips signature
+//! verification and claim parsing. Only successes are cached; an entry is dropped at the earlier
+//! of the token's `exp` and the configured TTL, and all are dropped when a provider's keys change.
+//!
+//! Entries are found by a 128-bit SipHash-2-4 of the token under a key drawn at random for each
+//! cache: a MAC, so no one without the key can make another token land on a cached entry, and
+//! the raw token is not kept. SHA-256 would do too, but without hardware help in wasm it cost
+//! more than the rest of a cached decision; the SHA-256 digest the revocation check needs is
+//! computed once, on insertion, and kept with the entry.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+
+use siphasher::sip128::SipHasher24;
 
 use crate::revocation::Digest;
 use crate::verify::VerifiedToken;
@@ -15,47 +22,67 @@ pub struct TokenCacheConfig {
     pub ttl_seconds: u64,
 }
 
+/// A cached token: what verification found, and the token's SHA-256 digest.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    pub verified: Rc<VerifiedToken>,
+    pub digest: Digest,
+}
+
 struct Entry {
-    token: Rc<VerifiedToken>,
+    cached: CachedToken,
     valid_until: u64,
 }
 
+/// A token's tag: its keyed 128-bit SipHash.
+type Tag = u128;
+
 pub struct TokenCache {
     config: TokenCacheConfig,
-    entries: HashMap<Digest, Entry>,
+    hasher: SipHasher24,
+    entries: HashMap<Tag, Entry>,
     /// Insertion order, for first-in-first-out eviction: cheap, and good enough for a cache
     /// whose entries all live about the same time.
-    order: VecDeque<Digest>,
+    order: VecDeque<Tag>,
 }
 
 impl TokenCache {
-    pub fn new(config: TokenCacheConfig) -> Self {
+    /// A cache whose tags are keyed with `key`, which must be secret and random (see
+    /// `random_key`).
+    pub fn new(config: TokenCacheConfig, key: &[u8; 16]) -> Self {
         Self {
             config,
+            hasher: SipHasher24::new_with_key(key),
             entries: HashMap::with_capacity(config.max_entries.min(4096)),
             order: VecDeque::with_capacity(config.max_entries.min(4096)),
         }
     }
 
-    /// The verified token for `digest` if it is cached and still valid at `now` (seconds).
-    pub fn get(&mut self, digest: &Digest, now: u64) -> Option<Rc<VerifiedToken>> {
-        let entry = self.entries.get(digest)?;
+    /// A fresh key from the system's randomness (WASI `random_get` in Envoy).
+    pub fn random_key() -> Result<[u8; 16], getrandom::Error> {
+        let mut key = [0; 16];
+        getrandom::getrandom(&mut key)?;
+        Ok(key)
+    }
+
+    fn tag(&self, token: &str) -> Tag {
+        self.hasher.hash(token.as_bytes()).as_u128()
+    }
+
+    /// The cached token if it is still valid at `now` (seconds).
+    pub fn get(&mut self, token: &str, now: u64) -> Option<CachedToken> {
+        let tag = self.tag(token);
+        let entry = self.entries.get(&tag)?;
         if now < entry.valid_until {
-            return Some(Rc::clone(&entry.token));
+            return Some(entry.cached.clone());
         }
-        self.entries.remove(digest);
+        self.entries.remove(&tag);
         None
     }
 
     /// Caches a token that passed verification at `now`. `expires_at` is its `exp` plus the
     /// clock skew, when it has one.
-    pub fn insert(
-        &mut self,
-        digest: Digest,
-        token: Rc<VerifiedToken>,
-        expires_at: Option<u64>,
-        now: u64,
-    ) {
+    pub fn insert(&mut self, token: &str, cached: CachedToken, expires_at: Option<u64>, now: u64) {
         if self.config.max_entries == 0 {
             return;
         }
@@ -74,17 +101,18 @@ impl TokenCache {
                 None => break,
             }
         }
-        if self
-            .entries
-            .insert(digest, Entry { token, valid_until })
-            .is_none()
-        {
-            self.order.push_back(digest);
+        let tag = self.tag(token);
+        let entry = Entry {
+            cached,
+            valid_until,
+        };
+        if self.entries.insert(tag, entry).is_none() {
+            self.order.push_back(tag);
         }
-        // Entries dropped on expiry leave their digest in `order`; trim it so it stays bounded.
+        // Entries dropped on expiry leave their tag in `order`; trim it so it stays bounded.
         if self.order.len() > self.config.max_entries.saturating_mul(2) {
             let entries = &self.entries;
-            self.order.retain(|digest| entries.contains_key(digest));
+            self.order.retain(|tag| entries.contains_key(tag));
         }
     }
 
@@ -109,69 +137,101 @@ mod tests {
     use super::*;
     use serde_json::Map;
 
-    fn token(user: &str) -> Rc<VerifiedToken> {
+    fn token(user: &str) -> CachedToken {
         let mut claims = Map::new();
         claims.insert("user_id".into(), user.into());
-        Rc::new(VerifiedToken {
-            provider: 0,
-            claims,
-            expires_at: None,
-        })
+        CachedToken {
+            verified: Rc::new(VerifiedToken {
+                provider: 0,
+                claims,
+                expires_at: None,
+            }),
+            digest: [7; 32],
+        }
     }
 
     fn cache(max_entries: usize) -> TokenCache {
-        TokenCache::new(TokenCacheConfig {
+        let config = TokenCacheConfig {
             max_entries,
             ttl_seconds: 60,
-        })
+        };
+        TokenCache::new(config, &TokenCache::random_key().unwrap())
     }
 
     #[test]
     fn a_cached_token_lives_until_the_earlier_of_ttl_and_exp() {
         let mut c = cache(4);
-        c.insert([1; 32], token("a"), None, 1000);
-        assert!(c.get(&[1; 32], 1059).is_some());
-        assert!(c.get(&[1; 32], 1060).is_none(), "TTL");
-        c.insert([2; 32], token("b"), Some(1010), 1000);
-        assert!(c.get(&[2; 32], 1009).is_some());
-        assert!(c.get(&[2; 32], 1010).is_none(), "exp");
-        c.insert([3; 32], token("c"), Some(999), 1000);
-        assert!(
-            c.get(&[3; 32], 1000).is_none(),
-            "already expired: not cached"
+        c.insert("t1", token("a"), None, 1000);
+        assert!(c.get("t1", 1059).is_some());
+        assert!(c.get("t1", 1060).is_none(), "TTL");
+        c.insert("t2", token("b"), Some(1010), 1000);
+        assert!(c.get("t2", 1009).is_some());
+        assert!(c.get("t2", 1010).is_none(), "exp");
+        c.insert("t3", token("c"), Some(999), 1000);
+        assert!(c.get("t3", 1000).is_none(), "already expired: not cached");
+    }
+
+    #[test]
+    fn only_the_same_token_hits_and_it_brings_its_digest() {
+        let mut c = cache(4);
+        let mut cached = token("a");
+        cached.digest = [9; 32];
+        c.insert("aaa.bbb.ccc", cached, None, 0);
+        for other in ["aaa.bbb.cc", "aaa.bbb.ccd", "aaa.bbb.ccc ", ""] {
+            assert!(c.get(other, 1).is_none(), "{other:?}");
+        }
+        let hit = c.get("aaa.bbb.ccc", 1).unwrap();
+        assert_eq!(hit.digest, [9; 32]);
+        assert_eq!(hit.verified.claims["user_id"], "a");
+    }
+
+    #[test]
+    fn tags_depend_on_the_key() {
+        let config = TokenCacheConfig {
+            max_entries: 1,
+            ttl_seconds: 60,
+        };
+        let one = TokenCache::new(config, &[1; 16]);
+        let other = TokenCache::new(config, &[2; 16]);
+        assert_eq!(one.tag("aaa.bbb.ccc"), one.tag("aaa.bbb.ccc"));
+        assert_ne!(one.tag("aaa.bbb.ccc"), other.tag("aaa.bbb.ccc"));
+        assert_ne!(
+            TokenCache::random_key().unwrap(),
+            TokenCache::random_key().unwrap()
         );
     }
 
     #[test]
     fn the_oldest_entry_makes_room() {
         let mut c = cache(2);
-        c.insert([1; 32], token("a"), None, 0);
-        c.insert([2; 32], token("b"), None, 0);
-        c.insert([3; 32], token("c"), None, 0);
+        c.insert("t1", token("a"), None, 0);
+        c.insert("t2", token("b"), None, 0);
+        c.insert("t3", token("c"), None, 0);
         assert_eq!(c.len(), 2);
-        assert!(c.get(&[1; 32], 1).is_none());
-        assert!(c.get(&[3; 32], 1).is_some());
+        assert!(c.get("t1", 1).is_none());
+        assert!(c.get("t3", 1).is_some());
     }
 
     #[test]
     fn clear_forgets_everything() {
         let mut c = cache(4);
-        c.insert([1; 32], token("a"), None, 0);
+        c.insert("t1", token("a"), None, 0);
         c.clear();
         assert!(c.is_empty());
-        assert!(c.get(&[1; 32], 1).is_none());
+        assert!(c.get("t1", 1).is_none());
     }
 
     #[test]
     fn size_zero_caches_nothing_and_order_stays_bounded() {
         let mut off = cache(0);
-        off.insert([1; 32], token("a"), None, 0);
+        off.insert("t1", token("a"), None, 0);
         assert!(off.is_empty());
 
         let mut c = cache(2);
         for n in 0..100u8 {
-            c.insert([n; 32], token("x"), Some(u64::from(n) + 1), u64::from(n));
-            let _ = c.get(&[n; 32], u64::from(n) + 5);
+            let key = format!("t{n}");
+            c.insert(&key, token("x"), Some(u64::from(n) + 1), u64::from(n));
+            let _ = c.get(&key, u64::from(n) + 5);
         }
         assert!(c.order.len() <= 4, "{}", c.order.len());
     }

@@ -24,13 +24,18 @@ const CONFIGURATIONS: &[&str] = &[
     "keygate-nonexp-cached",
     "keygate-nonexp-uncached",
     "ext_authz-hs256",
+    "ext_authz-hs256-shared",
     "ext_authz-nonexp",
     "jwt_authn-rs256",
     "jwt_authn-rs256-cache",
     "keygate-rs256",
     "keygate-rs256-cache",
 ];
-const MAY_BE_UNAVAILABLE: &[&str] = &["ext_authz-hs256", "ext_authz-nonexp"];
+const MAY_BE_UNAVAILABLE: &[&str] = &[
+    "ext_authz-hs256",
+    "ext_authz-hs256-shared",
+    "ext_authz-nonexp",
+];
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 fn root() -> PathBuf {

@@ -2,15 +2,26 @@
 //! change to the verification path can be measured without Envoy: natively (`cargo run
 //! --release -p keygate-decision-path`) and under V8, Envoy's wasm engine (`make decision-path`
 //! builds it for wasm32-wasip1 and runs it with node, `run-v8.mjs`). Prints nanoseconds per
-//! decision; the cases verify every time (verified-token cache off) except `*-cached`.
+//! decision; the cases verify every time (verified-token cache off) except `*-cached`. The
+//! `flow-*` cases time the whole request path the proxy-wasm layer drives
+//! (`RequestFlow::on_request_headers`: header reads, decision, header writes) against a host that
+//! answers reads and drops writes, with the configuration's defaults (token cache on).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Instant;
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use keygate::config::Config;
 use keygate::decision::{Decision, Gate, RequestHead};
+use keygate::flow::{FlowAction, RequestFlow};
+use keygate::host::{Callout, Host};
 use keygate::metrics::Metrics;
+use keygate::response::LocalReply;
+use keygate::revocation::digest;
+use keygate::revocation_cache::{SharedData, SharedSetError, Verdict};
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -133,15 +144,96 @@ fn cases() -> Result<Vec<Case>, String> {
     ])
 }
 
+/// A proxy that holds one request with an `Authorization` header and a shared store that
+/// answers every key with the revocation cache's "active" entry for the benchmark's token.
+struct BenchHost {
+    authorization: Vec<u8>,
+    shared: RefCell<HashMap<String, Vec<u8>>>,
+}
+
+impl SharedData for BenchHost {
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (self.shared.borrow().get(key).cloned(), Some(1))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], _: Option<u32>) -> Result<(), SharedSetError> {
+        self.shared
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}
+
+impl Host for BenchHost {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        (name == "authorization").then(|| self.authorization.clone())
+    }
+    fn set_request_header(&self, _: &str, value: Option<&str>) {
+        std::hint::black_box(value);
+    }
+    fn dispatch_get(&self, _: &Callout<'_>) -> Result<u32, String> {
+        Err("no callouts in the benchmark".to_owned())
+    }
+    fn send_reply(&self, _: &LocalReply) {}
+    fn resume_request(&self) {}
+    fn switch_context(&self, _: u32) -> bool {
+        true
+    }
+    fn increment(&self, _: Option<u32>) {}
+    fn record(&self, _: Option<u32>, _: u64) {}
+}
+
+/// Times `RequestFlow::on_request_headers` for `config` and `token`; a non-expiring token's
+/// revocation answer ("active") is in the cache beforehand.
+fn time_flow(name: &str, config: Value, token: &str, budget_ms: u128) -> Result<(), String> {
+    let gate = Rc::new(gate(config)?);
+    let host = BenchHost {
+        authorization: bearer(token),
+        shared: RefCell::default(),
+    };
+    if let Some(cache) = &gate.revocation_cache {
+        cache.store(&host, &digest(token), Verdict::Active, 3600, NOW_MS);
+    }
+    let run = || RequestFlow::new(Rc::clone(&gate), 1).on_request_headers(&host, NOW_MS);
+    if run() != FlowAction::Continue {
+        return Err(format!("{name}: the request was not let through"));
+    }
+    let ns = time(budget_ms, || {
+        std::hint::black_box(run());
+    });
+    println!("{name:<14} {ns:>9} ns/request");
+    Ok(())
+}
+
+/// Nanoseconds per call of `f`, after a fifth of the budget of warm-up.
+fn time(budget_ms: u128, mut f: impl FnMut()) -> u128 {
+    let start = Instant::now();
+    while start.elapsed().as_millis() < budget_ms / 5 {
+        f();
+    }
+    let start = Instant::now();
+    let mut runs: u128 = 0;
+    while start.elapsed().as_millis() < budget_ms {
+        for _ in 0..100 {
+            f();
+        }
+        runs += 100;
+    }
+    start.elapsed().as_nanos() / runs
+}
+
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let budget_ms: u128 = args
         .get(1)
         .and_then(|value| value.parse().ok())
         .unwrap_or(1000);
-    let only = args.get(2);
+    let wanted = |name: &str| {
+        args.get(2)
+            .is_none_or(|only| only.split(',').any(|wanted| wanted == name))
+    };
     for case in cases()? {
-        if only.is_some_and(|only| !only.split(',').any(|name| name == case.name)) {
+        if !wanted(case.name) {
             continue;
         }
         let sources = vec![Some(case.authorization.clone())];
@@ -155,25 +247,24 @@ fn main() -> Result<(), String> {
         if !(case.expected)(&first) {
             return Err(format!("{}: unexpected decision {first:?}", case.name));
         }
-        // Warm up, then run for the budget.
-        let start = Instant::now();
-        let mut runs: u64 = 0;
-        while start.elapsed().as_millis() < budget_ms / 5 {
+        let ns = time(budget_ms, || {
             std::hint::black_box(case.gate.decide(&head, NOW_MS));
-            runs += 1;
-        }
-        let start = Instant::now();
-        let mut runs = runs.max(1);
-        let mut done: u64 = 0;
-        while start.elapsed().as_millis() < budget_ms {
-            for _ in 0..runs.min(1000) {
-                std::hint::black_box(case.gate.decide(&head, NOW_MS));
-            }
-            done += runs.min(1000);
-        }
-        runs = done;
-        let ns = start.elapsed().as_nanos() / u128::from(runs);
-        println!("{:<14} {:>9} ns/decision ({runs} runs)", case.name, ns);
+        });
+        println!("{:<14} {ns:>9} ns/decision", case.name);
+    }
+    let hs = EncodingKey::from_secret(SECRET.as_bytes());
+    let config = json!({
+        "secret": {"env": "JWT_SECRET"},
+        "revocation": {"cluster": "keyservice", "authority": "keyservice"}
+    });
+    if wanted("flow-hs256") {
+        let token = signed(Algorithm::HS256, None, &hs)?;
+        time_flow("flow-hs256", config.clone(), &token, budget_ms)?;
+    }
+    if wanted("flow-nonexp") {
+        let token = encode(&Header::new(Algorithm::HS256), &claims(false), &hs)
+            .map_err(|error| error.to_string())?;
+        time_flow("flow-nonexp", config, &token, budget_ms)?;
     }
     Ok(())
 }
