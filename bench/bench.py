@@ -866,6 +866,21 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+QUIET_LOAD = 0.5
+
+
+def settle(seconds: int, log) -> None:
+    """Waits, at most `seconds`, for the 1-minute load average to fall below QUIET_LOAD: `make
+    bench` builds right before it runs, and the build's load lingers in the average."""
+    deadline = time.monotonic() + seconds
+    if load_average() < QUIET_LOAD or seconds <= 0:
+        return
+    log(f"waiting up to {seconds} s for the load average ({load_average():.2f}) to fall below "
+        f"{QUIET_LOAD}")
+    while load_average() >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(2)
+
+
 def git_describe() -> str:
     head = command_version(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
@@ -1075,6 +1090,7 @@ def run_memory(args: argparse.Namespace, procs: Processes) -> int:
     envoy_bin = binary("ENVOY_BIN", ROOT / ".venv/bin/envoy", "Envoy")
     keygate_wasm = binary("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm",
                           "keygate's filter")
+    settle(args.settle, log)
     load_before = load_average()
     foreign = set(foreign_processes(procs.pids()))
     work = Path(tempfile.mkdtemp(prefix="keygate-bench-memory-"))
@@ -1167,7 +1183,7 @@ def run_memory(args: argparse.Namespace, procs: Processes) -> int:
 
     model, cores = cpu_facts()
     busy = []
-    if load_before >= 0.5:
+    if load_before >= QUIET_LOAD:
         busy.append(f"load average {load_before:.2f} before the run")
     if foreign:
         busy.append(f"other envoy/cargo/rustc processes running ({len(foreign)})")
@@ -1267,6 +1283,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds of unmeasured load before each measurement, on the "
                              "round's fresh Envoy (default 2; 1 with --quick)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--settle", type=int,
+                        help="seconds to wait at most for the load average to fall below 0.5 "
+                             "before starting (default 180; 0 with --quick)")
     parser.add_argument("--envoy-cpu", default="0", help="core for Envoy (default 0)")
     parser.add_argument("--load-cpu", default="1", help="core for wrk and keyservice (default 1)")
     parser.add_argument("--only", help="comma-separated configuration ids (see --list)")
@@ -1289,6 +1308,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.duration = args.duration or (3 if args.quick else 10)
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
+    if args.settle is None:
+        args.settle = 0 if args.quick else 180
     if args.out is None:
         args.out = ROOT / ("target/bench/quick.md" if args.quick else "BENCHMARKS.md")
     if args.json is None:
@@ -1377,6 +1398,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     keyservice_bin = binary("KEYSERVICE_BIN", default_keyservice(), "keyservice")
 
     # The machine before anything of ours runs.
+    settle(args.settle, log)
     load_before = load_average()
     foreign_before = foreign_processes(procs.pids())
 
@@ -1490,7 +1512,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         results[config.id]["summary"] = summarize(samples)
 
     busy = []
-    if load_before >= 0.5:
+    if load_before >= QUIET_LOAD:
         busy.append(f"load average {load_before:.2f} before the run")
     foreign = sorted(set(foreign_before) | foreign_during)
     if foreign_before:
