@@ -913,11 +913,11 @@ def summarize(samples: list[Sample]) -> dict:
     }
 
 
-def per_round_range(results: dict, a: str, b: str) -> str:
+def per_round_range(results: dict, a: str, b: str, digits: int = 2) -> str:
     """The range of a's requests/s over b's within each round, both measured in that round."""
     paired = [x["rps"] / y["rps"] for x, y in zip(results[a]["samples"], results[b]["samples"])
               if y["rps"]]
-    return f"{min(paired):.2f}–{max(paired):.2f}" if paired else ""
+    return f"{min(paired):.{digits}f}–{max(paired):.{digits}f}" if paired else ""
 
 
 def render(results: dict, meta: dict) -> str:
@@ -989,7 +989,8 @@ def render(results: dict, meta: dict) -> str:
         if not sa or not sb:
             lines.append(f"| {name} | — | | ≥ {needed:.2f} | | not measured |")
             continue
-        spread = per_round_range(results, a, b)
+        # Three decimals: at two, a ratio just short of its target would print as the target.
+        spread = per_round_range(results, a, b, digits=3)
         value = sa["rps"] / sb["rps"]
         p99 = ""
         met = value >= needed
@@ -997,7 +998,7 @@ def render(results: dict, meta: dict) -> str:
             p99_ok = sa["p99_ms"] <= sb["p99_ms"]
             p99 = f"{sa['p99_ms']:.2f} vs {sb['p99_ms']:.2f} ms"
             met = met and p99_ok
-        lines.append(f"| {name} | {value:.2f} | {spread} | ≥ {needed:.2f} | {p99} "
+        lines.append(f"| {name} | {value:.3f} | {spread} | ≥ {needed:.2f} | {p99} "
                      f"| {'yes' if met else 'no'} |")
     lines.append("")
     lines.append("Other comparisons, without a target:")
