@@ -43,6 +43,9 @@ pub struct Gate {
     pub metrics: Metrics,
     /// The provider the last decision went to, for its log line.
     last_provider: Cell<Option<usize>>,
+    /// Whether the last decision found its token in the verified-token cache (`None`: it did
+    /// not look), for the cache's counters.
+    last_token_cache_hit: Cell<Option<bool>>,
 }
 
 /// A provider's keys at run time.
@@ -184,6 +187,7 @@ impl Gate {
             in_flight: RefCell::new(InFlight::default()),
             metrics,
             last_provider: Cell::new(None),
+            last_token_cache_hit: Cell::new(None),
             config,
         }
     }
@@ -191,6 +195,12 @@ impl Gate {
     /// The request headers the token sources read (e.g. `authorization`, `cookie`, `:path`).
     pub fn source_headers(&self) -> &[String] {
         &self.source_headers
+    }
+
+    /// Whether the last decision found its token in the verified-token cache; `None` when it
+    /// did not look (cache off, or refused before).
+    pub fn last_token_cache_hit(&self) -> Option<bool> {
+        self.last_token_cache_hit.get()
     }
 
     /// The name of the provider the last decision went to, if it got that far.
@@ -221,6 +231,7 @@ impl Gate {
     /// Decides on a request at `now_ms`, in milliseconds since the Unix epoch.
     pub fn decide(&self, head: &RequestHead<'_>, now_ms: u64) -> Decision {
         self.last_provider.set(None);
+        self.last_token_cache_hit.set(None);
         let action = match self.route_action(head) {
             Ok(action) => action,
             Err(reason) => return Decision::Deny(reason),
@@ -398,9 +409,11 @@ impl Gate {
         if let Some(cache) = &self.token_cache {
             let cached = cache.borrow_mut().get(token, now);
             // Only where its provider reads the token from: the cache must not widen sources.
-            if let Some(cached) = cached
-                && self.takes_source(&self.config.providers[cached.verified.provider], presented)
-            {
+            let hit = cached.filter(|cached| {
+                self.takes_source(&self.config.providers[cached.verified.provider], presented)
+            });
+            self.last_token_cache_hit.set(Some(hit.is_some()));
+            if let Some(cached) = hit {
                 self.last_provider.set(Some(cached.verified.provider));
                 *token_digest = Some(cached.digest);
                 return Ok(cached.verified);

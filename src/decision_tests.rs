@@ -583,3 +583,35 @@ fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
         Decision::Deny(DenyReason::Token(Rejection::NoProvider))
     );
 }
+
+#[test]
+fn the_last_decision_tells_whether_the_token_cache_had_its_token() {
+    let cached = gate_with(r#""token_cache":{"max_entries":10}"#);
+    let key = bearer(&token(json!({"user_id": "u1", "exp": NOW + 60})));
+    let forged = bearer(
+        &encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"user_id": "u1", "exp": NOW + 60}),
+            &EncodingKey::from_secret(b"not-s"),
+        )
+        .unwrap(),
+    );
+    let mut seen = Vec::new();
+    for authorization in [None, Some(&key), Some(&key), Some(&forged), Some(&forged)] {
+        decide_with(&cached, authorization.map(String::as_bytes));
+        seen.push(cached.last_token_cache_hit());
+    }
+    // No token: no lookup. The key: verified, then found. A forgery: looked for, never cached.
+    assert_eq!(
+        seen,
+        [None, Some(false), Some(true), Some(false), Some(false)]
+    );
+
+    let uncached = gate_with(r#""token_cache":{"max_entries":0}"#);
+    decide_with(&uncached, Some(key.as_bytes()));
+    assert!(matches!(
+        decide_with(&uncached, Some(key.as_bytes())),
+        Decision::Allow(_)
+    ));
+    assert_eq!(uncached.last_token_cache_hit(), None);
+}

@@ -63,7 +63,7 @@ impl RequestFlow {
     /// clock.
     pub fn on_request_headers(&mut self, host: &dyn Host, now_ms: u64) -> FlowAction {
         let head = read_head(&self.gate, host);
-        let decision = decide(&self.gate, &head, self.context_id, now_ms);
+        let decision = decide(&self.gate, host, &head, self.context_id, now_ms);
         match decision {
             Decision::CheckRevocation(check) => {
                 self.check_revocation(host, check, head.origin, now_ms)
@@ -294,9 +294,20 @@ fn view(head: &OwnedHead) -> RequestHead<'_> {
     }
 }
 
-fn decide(gate: &Gate, head: &OwnedHead, context_id: u32, now_ms: u64) -> Decision {
+fn decide(
+    gate: &Gate,
+    host: &dyn Host,
+    head: &OwnedHead,
+    context_id: u32,
+    now_ms: u64,
+) -> Decision {
     let view = view(head);
     let decision = gate.decide(&view, now_ms);
+    match gate.last_token_cache_hit() {
+        Some(true) => host.increment(gate.metrics.token_cache_hits),
+        Some(false) => host.increment(gate.metrics.token_cache_misses),
+        None => {}
+    }
     if log_enabled!(log::Level::Debug) {
         let outcome = match &decision {
             Decision::Allow(_) => "allow".to_owned(),
@@ -427,7 +438,7 @@ pub fn wake_parked(gate: &Gate, host: &dyn Host, provider: usize, now_ms: u64) {
         if !host.switch_context(request.context_id) {
             continue;
         }
-        match decide(gate, &request.head, request.context_id, now_ms) {
+        match decide(gate, host, &request.head, request.context_id, now_ms) {
             Decision::AwaitKeys { provider } => {
                 // Still no usable keys: keep waiting until the original deadline.
                 if let Some(state) = gate.providers.get(provider) {

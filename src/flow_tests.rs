@@ -237,6 +237,9 @@ fn an_expiring_token_continues_with_identity_headers_and_no_callout() {
         ]
     );
     assert_eq!(host.counter(gate.metrics.allowed), 2);
+    // The same token twice: verified, then found in the verified-token cache (on by default).
+    assert_eq!(host.counter(gate.metrics.token_cache_misses), 1);
+    assert_eq!(host.counter(gate.metrics.token_cache_hits), 1);
 }
 
 #[test]

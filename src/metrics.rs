@@ -35,6 +35,9 @@ pub struct Metrics {
     pub cache_hits: Option<u32>,
     pub cache_misses: Option<u32>,
     pub cache_evictions: Option<u32>,
+    /// Verified-token cache: tokens found there, and tokens verified because they were not.
+    pub token_cache_hits: Option<u32>,
+    pub token_cache_misses: Option<u32>,
     pub callouts_ok: Option<u32>,
     pub callouts_error: Option<u32>,
     pub callouts_timeout: Option<u32>,
@@ -84,6 +87,8 @@ impl Metrics {
             cache_hits: counter("revocation_cache_hits"),
             cache_misses: counter("revocation_cache_misses"),
             cache_evictions: counter("revocation_cache_evictions"),
+            token_cache_hits: counter("token_cache_hits"),
+            token_cache_misses: counter("token_cache_misses"),
             callouts_ok: counter("callouts_ok"),
             callouts_error: counter("callouts_error"),
             callouts_timeout: counter("callouts_timeout"),
@@ -121,7 +126,7 @@ mod tests {
             defined.push((kind, name.to_owned()));
             Some(defined.len() as u32)
         });
-        assert_eq!(defined.len(), 11 + DENY_REASONS.len() + 1);
+        assert_eq!(defined.len(), 13 + DENY_REASONS.len() + 1);
         assert!(defined.iter().all(|(_, name)| name.starts_with("keygate.")));
         assert!(defined.contains(&(
             MetricKind::Histogram,

@@ -17,7 +17,7 @@ use support::{
 };
 
 /// Every counter the filter defines, by its short name.
-const COUNTERS: [&str; 18] = [
+const COUNTERS: [&str; 20] = [
     "requests_allowed",
     "requests_allowed_on_failure",
     "requests_denied_missing",
@@ -33,6 +33,8 @@ const COUNTERS: [&str; 18] = [
     "revocation_cache_hits",
     "revocation_cache_misses",
     "revocation_cache_evictions",
+    "token_cache_hits",
+    "token_cache_misses",
     "callouts_ok",
     "callouts_error",
     "callouts_timeout",
@@ -87,9 +89,9 @@ fn counters_follow_a_known_sequence() {
     };
     let claims = |exp: i64| json!({"user_id": "alice", "exp": now() as i64 + exp});
 
-    // Decided in the filter alone.
+    // Decided in the filter alone; the same token twice (verified, then from the token cache).
+    let token = sign(&claims(600), SECRET);
     for n in 0..2 {
-        let token = sign(&claims(600), SECRET);
         check(
             &format!("allowed with exp ({n})"),
             rig.get_with_token(&token, &[]),
@@ -160,6 +162,10 @@ fn counters_follow_a_known_sequence() {
         ("requests_denied_unknown_key", 2),
         ("revocation_cache_hits", 3),
         ("revocation_cache_misses", 4),
+        // Every token that got as far as verification: the second of each repeated token is a
+        // hit; the refused ones are never cached.
+        ("token_cache_hits", 5),
+        ("token_cache_misses", 7),
         ("callouts_ok", 4),
     ]);
     check_counters(&rig, &mut cases, &expected);
@@ -217,6 +223,7 @@ fn failed_callouts_are_counted() {
     let expected = BTreeMap::from([
         ("requests_denied_unavailable", 2),
         ("revocation_cache_misses", 2),
+        ("token_cache_misses", 2),
         ("callouts_error", 2),
     ]);
     check_counters(&rig, &mut cases, &expected);
@@ -242,6 +249,7 @@ fn a_callout_timeout_counts_as_a_timeout() {
     let expected = BTreeMap::from([
         ("requests_denied_unavailable", 1),
         ("revocation_cache_misses", 1),
+        ("token_cache_misses", 1),
         ("callouts_timeout", 1),
     ]);
     check_counters(&rig, &mut cases, &expected);

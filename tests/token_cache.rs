@@ -1,4 +1,4 @@
-//! The verified-token cache (`token_cache`, off by default): a repeated token skips verification,
+//! The verified-token cache (`token_cache`, on by default): a repeated token skips verification,
 //! but only tokens that passed it are cached, an entry ends at the token's `exp`, and the
 //! revocation check still runs for keys without `exp`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
