@@ -406,8 +406,12 @@ impl Gate {
     ) -> Result<Rc<VerifiedToken>, Decision> {
         let now = now_ms / 1000;
         let token = presented.token;
-        if let Some(cache) = &self.token_cache {
-            let cached = cache.borrow_mut().get(token, now);
+        let tag = self
+            .token_cache
+            .as_ref()
+            .map(|cache| cache.borrow().tag(token));
+        if let (Some(cache), Some(tag)) = (&self.token_cache, tag) {
+            let cached = cache.borrow_mut().get(tag, now);
             // Only where its provider reads the token from: the cache must not widen sources.
             let hit = cached.filter(|cached| {
                 self.takes_source(&self.config.providers[cached.verified.provider], presented)
@@ -445,7 +449,7 @@ impl Gate {
             Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
         };
-        if let Some(cache) = &self.token_cache {
+        if let (Some(cache), Some(tag)) = (&self.token_cache, tag) {
             let valid_until = verified
                 .expires_at
                 .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
@@ -455,7 +459,7 @@ impl Gate {
                 verified: Rc::clone(&verified),
                 digest: key,
             };
-            cache.borrow_mut().insert(token, cached, valid_until, now);
+            cache.borrow_mut().insert(tag, cached, valid_until, now);
         }
         Ok(verified)
     }

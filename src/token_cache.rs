@@ -34,8 +34,8 @@ struct Entry {
     valid_until: u64,
 }
 
-/// A token's tag: its keyed 128-bit SipHash.
-type Tag = u128;
+/// A token's tag: its keyed 128-bit SipHash, the key of its entry.
+pub type Tag = u128;
 
 pub struct TokenCache {
     config: TokenCacheConfig,
@@ -65,13 +65,13 @@ impl TokenCache {
         Ok(key)
     }
 
-    fn tag(&self, token: &str) -> Tag {
+    /// The tag `get` and `insert` take: computed once per request, as a miss goes on to insert.
+    pub fn tag(&self, token: &str) -> Tag {
         self.hasher.hash(token.as_bytes()).as_u128()
     }
 
-    /// The cached token if it is still valid at `now` (seconds).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<CachedToken> {
-        let tag = self.tag(token);
+    /// The token tagged `tag` if it is cached and still valid at `now` (seconds).
+    pub fn get(&mut self, tag: Tag, now: u64) -> Option<CachedToken> {
         let entry = self.entries.get(&tag)?;
         if now < entry.valid_until {
             return Some(entry.cached.clone());
@@ -82,7 +82,7 @@ impl TokenCache {
 
     /// Caches a token that passed verification at `now`. `expires_at` is its `exp` plus the
     /// clock skew, when it has one.
-    pub fn insert(&mut self, token: &str, cached: CachedToken, expires_at: Option<u64>, now: u64) {
+    pub fn insert(&mut self, tag: Tag, cached: CachedToken, expires_at: Option<u64>, now: u64) {
         if self.config.max_entries == 0 {
             return;
         }
@@ -101,7 +101,6 @@ impl TokenCache {
                 None => break,
             }
         }
-        let tag = self.tag(token);
         let entry = Entry {
             cached,
             valid_until,
@@ -161,14 +160,17 @@ mod tests {
     #[test]
     fn a_cached_token_lives_until_the_earlier_of_ttl_and_exp() {
         let mut c = cache(4);
-        c.insert("t1", token("a"), None, 1000);
-        assert!(c.get("t1", 1059).is_some());
-        assert!(c.get("t1", 1060).is_none(), "TTL");
-        c.insert("t2", token("b"), Some(1010), 1000);
-        assert!(c.get("t2", 1009).is_some());
-        assert!(c.get("t2", 1010).is_none(), "exp");
-        c.insert("t3", token("c"), Some(999), 1000);
-        assert!(c.get("t3", 1000).is_none(), "already expired: not cached");
+        c.insert(c.tag("t1"), token("a"), None, 1000);
+        assert!(c.get(c.tag("t1"), 1059).is_some());
+        assert!(c.get(c.tag("t1"), 1060).is_none(), "TTL");
+        c.insert(c.tag("t2"), token("b"), Some(1010), 1000);
+        assert!(c.get(c.tag("t2"), 1009).is_some());
+        assert!(c.get(c.tag("t2"), 1010).is_none(), "exp");
+        c.insert(c.tag("t3"), token("c"), Some(999), 1000);
+        assert!(
+            c.get(c.tag("t3"), 1000).is_none(),
+            "already expired: not cached"
+        );
     }
 
     #[test]
@@ -176,11 +178,11 @@ mod tests {
         let mut c = cache(4);
         let mut cached = token("a");
         cached.digest = [9; 32];
-        c.insert("aaa.bbb.ccc", cached, None, 0);
+        c.insert(c.tag("aaa.bbb.ccc"), cached, None, 0);
         for other in ["aaa.bbb.cc", "aaa.bbb.ccd", "aaa.bbb.ccc ", ""] {
-            assert!(c.get(other, 1).is_none(), "{other:?}");
+            assert!(c.get(c.tag(other), 1).is_none(), "{other:?}");
         }
-        let hit = c.get("aaa.bbb.ccc", 1).unwrap();
+        let hit = c.get(c.tag("aaa.bbb.ccc"), 1).unwrap();
         assert_eq!(hit.digest, [9; 32]);
         assert_eq!(hit.verified.claims["user_id"], "a");
     }
@@ -204,34 +206,39 @@ mod tests {
     #[test]
     fn the_oldest_entry_makes_room() {
         let mut c = cache(2);
-        c.insert("t1", token("a"), None, 0);
-        c.insert("t2", token("b"), None, 0);
-        c.insert("t3", token("c"), None, 0);
+        c.insert(c.tag("t1"), token("a"), None, 0);
+        c.insert(c.tag("t2"), token("b"), None, 0);
+        c.insert(c.tag("t3"), token("c"), None, 0);
         assert_eq!(c.len(), 2);
-        assert!(c.get("t1", 1).is_none());
-        assert!(c.get("t3", 1).is_some());
+        assert!(c.get(c.tag("t1"), 1).is_none());
+        assert!(c.get(c.tag("t3"), 1).is_some());
     }
 
     #[test]
     fn clear_forgets_everything() {
         let mut c = cache(4);
-        c.insert("t1", token("a"), None, 0);
+        c.insert(c.tag("t1"), token("a"), None, 0);
         c.clear();
         assert!(c.is_empty());
-        assert!(c.get("t1", 1).is_none());
+        assert!(c.get(c.tag("t1"), 1).is_none());
     }
 
     #[test]
     fn size_zero_caches_nothing_and_order_stays_bounded() {
         let mut off = cache(0);
-        off.insert("t1", token("a"), None, 0);
+        off.insert(off.tag("t1"), token("a"), None, 0);
         assert!(off.is_empty());
 
         let mut c = cache(2);
         for n in 0..100u8 {
             let key = format!("t{n}");
-            c.insert(&key, token("x"), Some(u64::from(n) + 1), u64::from(n));
-            let _ = c.get(&key, u64::from(n) + 5);
+            c.insert(
+                c.tag(&key),
+                token("x"),
+                Some(u64::from(n) + 1),
+                u64::from(n),
+            );
+            let _ = c.get(c.tag(&key), u64::from(n) + 5);
         }
         assert!(c.order.len() <= 4, "{}", c.order.len());
     }
