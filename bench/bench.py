@@ -608,16 +608,7 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.stop(list(reversed(self.procs)))
 
     def stop(self, procs: list[subprocess.Popen]) -> None:
         """Ends these processes (SIGTERM, then SIGKILL after 10 s) and forgets them."""

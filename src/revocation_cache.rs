@@ -163,7 +163,6 @@ impl RevocationCache {
             entries.retain(|e| e.digest != *digest);
             let mut evicted = false;
             while entries.len() >= self.ways {
-                // The first of equals: the oldest, as entries keep their order.
                 // The first of equals is the oldest: entries keep the order they were stored in.
                 let Some(soonest) = (0..entries.len()).min_by_key(|&i| entries[i].expires_at_ms)
                 else {
