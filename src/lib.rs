@@ -1,11 +1,11 @@
 //! keygate: JWT and API-key enforcement at the proxy edge.
 //!
 //! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
-//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `verify`, `path` + `rules` + `scopes` (what a route requires),
-//! `cors`, `revocation` + `revocation_cache` + `in_flight` (the keyservice protocol, its shared
-//! cache and request coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow`
-//! (one request, against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on
-//! top of it.
+//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `montgomery` + `verify`,
+//! `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
+//! `revocation_cache` + `in_flight` (the keyservice protocol, its shared cache and request
+//! coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow` (one request,
+//! against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on top of it.
 
 pub mod claims;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod in_flight;
 pub mod jws;
 pub mod keys;
 pub mod metrics;
+pub mod montgomery;
 pub mod parked;
 pub mod path;
 pub mod remote_jwks;

@@ -3,15 +3,14 @@
 //! Why not the `rsa` crate that jsonwebtoken uses: its bignums use 64-bit digits, which wasm32
 //! multiplies through emulated 128-bit arithmetic, and jsonwebtoken rebuilds and re-checks the
 //! key on every verification; together about 15 times slower than Envoy's own RS256 in the
-//! benchmark. `crypto-bigint` uses 32-bit limbs on wasm32 and fixed-size Montgomery arithmetic;
-//! its Montgomery parameters are computed once per key. Only public data is involved, so
-//! nothing here needs constant time.
+//! benchmark. The arithmetic is `montgomery`'s, built for wasm32; the key's Montgomery
+//! parameters are computed once. Only public data is involved, so nothing here needs constant
+//! time.
 //!
 //! The check is the RFC's: compute the encoded message from the signature and compare it with
 //! the one expected for the hash, byte for byte, rather than parse it.
 
-use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
-use crypto_bigint::{U2048, U3072, U4096, Uint};
+use crate::montgomery::Modulus;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Moduli from 2048 bits (below is too weak to trust) to 4096 (the `rsa` crate's limit).
@@ -66,14 +65,6 @@ pub struct RsaPublicKey {
     size: usize,
 }
 
-/// The modulus in the smallest fixed width that holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Modulus {
-    Bits2048(Box<DynResidueParams<{ U2048::LIMBS }>>),
-    Bits3072(Box<DynResidueParams<{ U3072::LIMBS }>>),
-    Bits4096(Box<DynResidueParams<{ U4096::LIMBS }>>),
-}
-
 impl RsaPublicKey {
     /// From the big-endian modulus and exponent (a JWK's `n` and `e`, decoded).
     pub fn new(modulus: &[u8], exponent: &[u8]) -> Result<Self, KeyError> {
@@ -95,11 +86,7 @@ impl RsaPublicKey {
         if !(3..=(1u64 << 33) - 1).contains(&e) || e & 1 == 0 {
             return Err(KeyError::Exponent);
         }
-        let modulus = match bits {
-            0..=2048 => Modulus::Bits2048(Box::new(DynResidueParams::new(&widen(modulus)))),
-            2049..=3072 => Modulus::Bits3072(Box::new(DynResidueParams::new(&widen(modulus)))),
-            _ => Modulus::Bits4096(Box::new(DynResidueParams::new(&widen(modulus)))),
-        };
+        let modulus = Modulus::new(modulus).ok_or(KeyError::ModulusSize(bits))?;
         let size = usize::try_from(bits.div_ceil(8)).map_err(|_| KeyError::ModulusSize(bits))?;
         Ok(Self { modulus, e, size })
     }
@@ -110,12 +97,7 @@ impl RsaPublicKey {
             return false;
         }
         // RSAVP1: s < n, m = s^e mod n, then I2OSP(m, k).
-        let encoded = match &self.modulus {
-            Modulus::Bits2048(params) => public_operation(params, self.e, signature),
-            Modulus::Bits3072(params) => public_operation(params, self.e, signature),
-            Modulus::Bits4096(params) => public_operation(params, self.e, signature),
-        };
-        let Some(encoded) = encoded else {
+        let Some(m) = self.modulus.pow(signature, self.e) else {
             return false;
         };
         let (prefix, digest) = match hash {
@@ -123,57 +105,8 @@ impl RsaPublicKey {
             Hash::Sha384 => (SHA384_PREFIX, Sha384::digest(message).to_vec()),
             Hash::Sha512 => (SHA512_PREFIX, Sha512::digest(message).to_vec()),
         };
-        // The fixed width may be wider than the modulus: those bytes are zero for any m < n.
-        let (extra, m) = encoded.split_at(encoded.len() - self.size);
-        extra.iter().all(|&byte| byte == 0)
-            && expected_encoding(self.size, prefix, &digest).is_some_and(|expected| expected == m)
+        expected_encoding(self.size, prefix, &digest).is_some_and(|expected| expected == m)
     }
-}
-
-/// `signature^e mod n`, big-endian in the modulus' fixed width; `None` when the signature is not
-/// below the modulus. Left-to-right square-and-multiply over the (public) exponent's bits.
-fn public_operation<const LIMBS: usize>(
-    params: &DynResidueParams<LIMBS>,
-    e: u64,
-    signature: &[u8],
-) -> Option<Vec<u8>> {
-    let s: Uint<LIMBS> = widen(signature);
-    if &s >= params.modulus() {
-        return None;
-    }
-    let base = DynResidue::new(&s, *params);
-    let mut power = base;
-    // Every bit but the lowest (an RSA exponent is odd: `RsaPublicKey::new` checks it).
-    for bit in (1..63 - e.leading_zeros()).rev() {
-        power = power.square();
-        if (e >> bit) & 1 == 1 {
-            power = power.mul(&base);
-        }
-    }
-    // The last step multiplies by the signature taken as if in Montgomery form (s·R⁻¹): the
-    // product is `s^e` itself, not `s^e·R`, so no reduction out of Montgomery form follows.
-    let last = power.square().mul(&DynResidue::from_montgomery(s, *params));
-    Some(to_be_bytes(last.as_montgomery()))
-}
-
-/// A big-endian number of at most the width's bytes, zero-extended to the width. (The callers
-/// pass no more: moduli are checked, signatures are the modulus' size.)
-fn widen<const LIMBS: usize>(bytes: &[u8]) -> Uint<LIMBS> {
-    let mut padded = vec![0; Uint::<LIMBS>::BYTES];
-    let start = padded.len().saturating_sub(bytes.len());
-    let skip = bytes.len().saturating_sub(padded.len());
-    padded[start..].copy_from_slice(&bytes[skip..]);
-    Uint::from_be_slice(&padded)
-}
-
-/// The number's bytes, big-endian, in its full width.
-fn to_be_bytes<const LIMBS: usize>(number: &Uint<LIMBS>) -> Vec<u8> {
-    number
-        .as_words()
-        .iter()
-        .rev()
-        .flat_map(|word| word.to_be_bytes())
-        .collect()
 }
 
 fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
