@@ -256,6 +256,12 @@ pub fn add_cluster(config: &mut Value, name: &str, addr: SocketAddr) {
     }));
 }
 
+/// Replaces the routes of an Envoy bootstrap made by [`envoy_config`].
+pub fn set_routes(config: &mut Value, routes: Value) {
+    let manager = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+    manager["typed_config"]["route_config"]["virtual_hosts"][0]["routes"] = routes;
+}
+
 /// A plugin configuration with these `providers` (and revocation callouts to the Envoy cluster
 /// `keyservice`, which API-key providers use).
 pub fn providers_plugin_config(providers: &[Value]) -> Value {
@@ -698,6 +704,8 @@ pub struct RigBuilder {
     keyservice_args: Vec<String>,
     /// Extra STATIC clusters, by name.
     clusters: Vec<(String, SocketAddr)>,
+    /// The virtual host's routes, when not the single catch-all to `echo`.
+    routes: Option<Value>,
 }
 
 impl RigBuilder {
@@ -746,6 +754,13 @@ impl RigBuilder {
         self
     }
 
+    /// The routes of Envoy's one virtual host (a JSON list of `RouteConfiguration` routes), in
+    /// place of the catch-all route to cluster `echo`.
+    pub fn routes(mut self, routes: Value) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
     /// Starts echo-upstream, keyservice and Envoy; returns once Envoy is ready.
     pub fn start(self) -> Rig {
         let bins = bins();
@@ -767,6 +782,9 @@ impl RigBuilder {
         let mut config = envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config);
         for (name, addr) in &self.clusters {
             add_cluster(&mut config, name, *addr);
+        }
+        if let Some(routes) = self.routes {
+            set_routes(&mut config, routes);
         }
         let mut envoy = spawn_envoy(
             &bins,
@@ -897,6 +915,7 @@ impl Rig {
             concurrency: 1,
             keyservice_args: Vec::new(),
             clusters: Vec::new(),
+            routes: None,
         }
     }
 
