@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Every configuration of the harness, in its order; the ext_authz ones may be reported "not
-/// available yet" when keyservice has no `/v1/authorize`.
+/// Every configuration of the harness, in its order (the test fails if the harness has one
+/// this list lacks); the ext_authz ones may be reported "not available yet" when keyservice has
+/// no `/v1/authorize`.
 const CONFIGURATIONS: &[&str] = &[
     "none",
     "noop-wasm",
+    "noop-wasm-identity",
     "jwt_authn-hs256",
     "keygate-hs256",
+    "keygate-hs256-nocache",
     "keygate-nonexp-cached",
     "keygate-nonexp-uncached",
     "ext_authz-hs256",
@@ -30,7 +33,15 @@ const CONFIGURATIONS: &[&str] = &[
     "jwt_authn-rs256-cache",
     "keygate-rs256",
     "keygate-rs256-cache",
+    "jwt_authn-rs256-forged",
+    "keygate-rs256-forged",
+    "jwt_authn-es256",
+    "keygate-es256",
+    "jwt_authn-eddsa",
+    "keygate-eddsa",
 ];
+/// The configurations whose benchmark token is forged: every request is refused (401).
+const REFUSED: &[&str] = &["jwt_authn-rs256-forged", "keygate-rs256-forged"];
 const MAY_BE_UNAVAILABLE: &[&str] = &[
     "ext_authz-hs256",
     "ext_authz-hs256-shared",
@@ -114,6 +125,17 @@ fn quick_run_measures_every_configuration() {
     let data: Value = serde_json::from_str(&fs::read_to_string(&json).expect("reading the JSON"))
         .expect("the harness's JSON");
     let mut problems = Vec::new();
+    let measured: Vec<&str> = data["results"]
+        .as_object()
+        .map(|results| results.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    for id in &measured {
+        if !CONFIGURATIONS.contains(id) {
+            problems.push(format!(
+                "{id}: a configuration this test does not know; add it"
+            ));
+        }
+    }
     for id in CONFIGURATIONS {
         let result = &data["results"][id];
         if let Some(reason) = result["skipped"].as_str() {
@@ -122,17 +144,22 @@ fn quick_run_measures_every_configuration() {
             }
             continue;
         }
+        let refused = REFUSED.contains(id);
+        let expected_with = if refused { 401 } else { 200 };
         let expected_without = if *id == "none" { 200 } else { 401 };
-        if result["verified"]["token"] != 200 || result["verified"]["no_token"] != expected_without
+        if result["verified"]["token"] != expected_with
+            || result["verified"]["no_token"] != expected_without
         {
             problems.push(format!(
-                "{id}: verified {} (expected token 200, no_token {expected_without})",
+                "{id}: verified {} (expected token {expected_with}, no_token {expected_without})",
                 result["verified"]
             ));
         }
         match result["samples"].as_array().map(Vec::as_slice) {
             Some([sample]) => {
-                if sample["requests"].as_u64().unwrap_or(0) == 0 || sample["non_2xx"] != 0 {
+                let requests = sample["requests"].as_u64().unwrap_or(0);
+                let expected_non_2xx = if refused { requests } else { 0 };
+                if requests == 0 || sample["non_2xx"].as_u64() != Some(expected_non_2xx) {
                     problems.push(format!("{id}: bad sample {sample}"));
                 }
                 if sample["rss_kib"].as_u64().unwrap_or(0) == 0 {
