@@ -1,8 +1,8 @@
 //! keygate: JWT and API-key enforcement at the proxy edge.
 //!
 //! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
-//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `montgomery` + `verify`,
-//! `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
+//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `montgomery` + `ecdsa_verify` +
+//! `verify`, `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
 //! `revocation_cache` + `in_flight` (the keyservice protocol, its shared cache and request
 //! coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow` (one request,
 //! against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on top of it.
@@ -12,6 +12,7 @@ pub mod config;
 pub mod cors;
 pub mod credential;
 pub mod decision;
+pub mod ecdsa_verify;
 pub mod flow;
 pub mod headers;
 pub mod host;

@@ -3,21 +3,23 @@
 //! decoded and checked. jsonwebtoken's own `decode` rebuilds the key on every call.
 //!
 //! The primitives are RustCrypto's, as in jsonwebtoken's `rust_crypto` backend, except RSA
-//! PKCS#1 v1.5 (`rsa_pkcs1`). RSA-PSS (rare in practice) goes through jsonwebtoken.
+//! PKCS#1 v1.5 (`rsa_pkcs1`) and ECDSA's scalar multiplication (`ecdsa_verify`). RSA-PSS (rare in
+//! practice) goes through jsonwebtoken.
 
 use ed25519_dalek::Verifier as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
-use sha2::{Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::ecdsa_verify::PreparedKey;
 use crate::rsa_pkcs1::{Hash, RsaPublicKey};
 
 #[derive(Clone)]
 pub enum SignatureKey {
     Hmac(Box<HmacKey>),
     Rsa(Box<RsaKey>),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    P256(Box<PreparedKey<p256::NistP256>>),
+    P384(Box<PreparedKey<p384::NistP384>>),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -59,12 +61,12 @@ impl SignatureKey {
             }
             (KeyFamily::P256, DecodingKeyKind::SecretOrDer(point)) => {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map(Self::P256)
+                    .map(|key| Self::P256(Box::new(PreparedKey::new(*key.as_affine()))))
                     .map_err(|_| "not a P-256 point".to_owned())
             }
             (KeyFamily::P384, DecodingKeyKind::SecretOrDer(point)) => {
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map(Self::P384)
+                    .map(|key| Self::P384(Box::new(PreparedKey::new(*key.as_affine()))))
                     .map_err(|_| "not a P-384 point".to_owned())
             }
             (KeyFamily::Ed25519, DecodingKeyKind::SecretOrDer(bytes)) => {
@@ -96,14 +98,17 @@ impl SignatureKey {
                 jsonwebtoken::crypto::verify(&encoded, signing_input, &key.decoding, alg)
                     .unwrap_or(false)
             }
+            // `from_slice` takes r‖s and refuses either outside [1, n).
             (Self::P256(key), ES256) => {
                 p256::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| {
-                    p256::ecdsa::signature::Verifier::verify(key, signing_input, &signature).is_ok()
+                    let (r, s) = signature.split_scalars();
+                    key.verify(&Sha256::digest(signing_input), *r, *s)
                 })
             }
             (Self::P384(key), ES384) => {
                 p384::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| {
-                    p384::ecdsa::signature::Verifier::verify(key, signing_input, &signature).is_ok()
+                    let (r, s) = signature.split_scalars();
+                    key.verify(&Sha384::digest(signing_input), *r, *s)
                 })
             }
             (Self::Ed25519(key), EdDSA) => ed25519_dalek::Signature::from_slice(signature)
