@@ -105,36 +105,36 @@ impl Modulus {
 
     /// `a·b·R⁻¹ mod modulus`, below 2·modulus when `a` and `b` are, into `out`. `m` is scratch.
     fn multiply(&self, a: &[u64], b: &[u64], m: &mut [u64], out: &mut [u64]) {
-        let n = &self.limbs;
-        let count = n.len();
-        let mut column = 0u64;
-        for k in 0..count {
-            column += a[k] * b[0] + dot2_reversed(&a[..k], &b[1..=k], &m[..k], &n[1..=k]);
-            m[k] = self.quotient_digit(column);
-            column = (column + m[k] * n[0]) >> self.bits;
-        }
-        for k in count..2 * count - 1 {
-            let low = k + 1 - count;
-            column += dot2_reversed(&a[low..], &b[low..], &m[low..], &n[low..]);
-            out[k - count] = column & self.mask;
-            column >>= self.bits;
-        }
-        out[count - 1] = column;
+        // Column k of a·b from the limbs at or above `low`: i from `low` to `k - low`.
+        let column = |low: usize, k: usize| dot_reversed(&a[low..=k - low], &b[low..=k - low]);
+        self.reduce_columns(column, m, out);
     }
 
     /// `a·a·R⁻¹ mod modulus`, as `multiply` but with each cross product computed once.
     fn square(&self, a: &[u64], m: &mut [u64], out: &mut [u64]) {
+        self.reduce_columns(|low, k| square_column(a, low, k), m, out);
+    }
+
+    /// Montgomery reduction interleaved with a product given column by column
+    /// (`product_column(low, k)`: column `k` from the limbs at or above `low`): each column adds
+    /// its products and the modulus' multiples chosen so far, and carries once at its end.
+    fn reduce_columns(
+        &self,
+        product_column: impl Fn(usize, usize) -> u64,
+        m: &mut [u64],
+        out: &mut [u64],
+    ) {
         let n = &self.limbs;
         let count = n.len();
         let mut column = 0u64;
         for k in 0..count {
-            column += square_column(a, 0, k) + dot_reversed(&m[..k], &n[1..=k]);
+            column += product_column(0, k) + dot_reversed(&m[..k], &n[1..=k]);
             m[k] = self.quotient_digit(column);
             column = (column + m[k] * n[0]) >> self.bits;
         }
         for k in count..2 * count - 1 {
             let low = k + 1 - count;
-            column += square_column(a, low, k) + dot_reversed(&m[low..], &n[low..]);
+            column += product_column(low, k) + dot_reversed(&m[low..], &n[low..]);
             out[k - count] = column & self.mask;
             column >>= self.bits;
         }
@@ -207,15 +207,6 @@ impl Modulus {
 /// `Σ x[i]·y[len-1-i]`: one column's products when `y` runs the other way.
 fn dot_reversed(x: &[u64], y: &[u64]) -> u64 {
     x.iter().zip(y.iter().rev()).map(|(x, y)| x * y).sum()
-}
-
-/// `dot_reversed(x, y) + dot_reversed(u, v)` in one pass, for slices of one length.
-fn dot2_reversed(x: &[u64], y: &[u64], u: &[u64], v: &[u64]) -> u64 {
-    x.iter()
-        .zip(y.iter().rev())
-        .zip(u.iter().zip(v.iter().rev()))
-        .map(|((x, y), (u, v))| x * y + u * v)
-        .sum()
 }
 
 /// Column `k` of `a·a` from the limbs at or above `low`: each cross product `a[i]·a[k-i]` taken
