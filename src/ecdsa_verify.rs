@@ -18,18 +18,27 @@ use p256::elliptic_curve::ops::{Invert, Reduce};
 use p256::elliptic_curve::point::AffineCoordinates as _;
 use p256::elliptic_curve::{CurveArithmetic, FieldBytes, PrimeField};
 
-/// NAF width for the key's multiples (`2^(w-2)` points) and the generator's (computed once per
-/// key too: 32 points, about 2 KiB).
+/// NAF width for the key's multiples (`2^(w-2)` points, computed per key) and the generator's
+/// (32 points, computed once per curve: `generator_multiples`).
 const KEY_WINDOW: u32 = 5;
 const GENERATOR_WINDOW: u32 = 7;
 
 /// A public key with the odd multiples its verifications add.
 #[derive(Clone)]
-pub struct PreparedKey<C: CurveArithmetic> {
+pub struct PreparedKey<C: CurveArithmetic + 'static> {
     /// `Q, 3Q, 5Q, …`
     key_multiples: Vec<C::AffinePoint>,
-    /// `G, 3G, 5G, …`
-    generator_multiples: Vec<C::AffinePoint>,
+    /// `G, 3G, 5G, …`, shared by every key of the curve.
+    generator_multiples: &'static [C::AffinePoint],
+}
+
+/// The generator's odd multiples for `PreparedKey::new`; the caller keeps one per curve.
+pub fn generator_multiples<C>() -> Vec<C::AffinePoint>
+where
+    C: CurveArithmetic,
+    C::ProjectivePoint: AddAssign<C::AffinePoint>,
+{
+    odd_multiples::<C>(C::ProjectivePoint::generator(), GENERATOR_WINDOW)
 }
 
 impl<C> PreparedKey<C>
@@ -38,13 +47,11 @@ where
     C::ProjectivePoint: AddAssign<C::AffinePoint>,
     C::AffinePoint: Neg<Output = C::AffinePoint>,
 {
-    pub fn new(key: C::AffinePoint) -> Self {
+    /// `generator_multiples` is `generator_multiples::<C>()`.
+    pub fn new(key: C::AffinePoint, generator_multiples: &'static [C::AffinePoint]) -> Self {
         Self {
             key_multiples: odd_multiples::<C>(key.into(), KEY_WINDOW),
-            generator_multiples: odd_multiples::<C>(
-                C::ProjectivePoint::generator(),
-                GENERATOR_WINDOW,
-            ),
+            generator_multiples,
         }
     }
 
@@ -65,7 +72,7 @@ where
         for position in (0..u1_digits.len().max(u2_digits.len())).rev() {
             point = point.double();
             for (digits, multiples) in [
-                (&u1_digits, &self.generator_multiples),
+                (&u1_digits, self.generator_multiples),
                 (&u2_digits, &self.key_multiples),
             ] {
                 let digit = digits.get(position).copied().unwrap_or(0);

@@ -9,6 +9,7 @@ use rsa::BigUint;
 use sha2::{Digest, Sha256, Sha384};
 
 use super::*;
+use crate::signature::{p256_generator, p384_generator};
 
 #[test]
 fn p256_agrees_with_the_ecdsa_crate_on_valid_and_altered_signatures() {
@@ -19,11 +20,12 @@ fn p256_agrees_with_the_ecdsa_crate_on_valid_and_altered_signatures() {
     for round in 0..24 {
         let signing = p256::ecdsa::SigningKey::random(&mut rng);
         let verifying = *signing.verifying_key();
-        let prepared = PreparedKey::<p256::NistP256>::new(*verifying.as_affine());
+        let prepared = PreparedKey::<p256::NistP256>::new(*verifying.as_affine(), p256_generator());
         let other = PreparedKey::<p256::NistP256>::new(
             *p256::ecdsa::SigningKey::random(&mut rng)
                 .verifying_key()
                 .as_affine(),
+            p256_generator(),
         );
         let mut message = vec![0; (rng.next_u32() % 200) as usize];
         rng.fill_bytes(&mut message);
@@ -70,7 +72,10 @@ fn p384_agrees_with_the_ecdsa_crate() {
     let mut rng = StdRng::seed_from_u64(0x6b65_7967_6174_6532);
     for round in 0..8 {
         let signing = p384::ecdsa::SigningKey::random(&mut rng);
-        let prepared = PreparedKey::<p384::NistP384>::new(*signing.verifying_key().as_affine());
+        let prepared = PreparedKey::<p384::NistP384>::new(
+            *signing.verifying_key().as_affine(),
+            p384_generator(),
+        );
         let message = format!("message {round}");
         let signature: p384::ecdsa::Signature = signing.sign(message.as_bytes());
         let (r, s) = signature.split_scalars();

@@ -6,12 +6,14 @@
 //! PKCS#1 v1.5 (`rsa_pkcs1`) and ECDSA's scalar multiplication (`ecdsa_verify`). RSA-PSS (rare in
 //! practice) goes through jsonwebtoken.
 
+use std::sync::OnceLock;
+
 use ed25519_dalek::Verifier as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::ecdsa_verify::PreparedKey;
+use crate::ecdsa_verify::{PreparedKey, generator_multiples};
 use crate::rsa_pkcs1::{Hash, RsaPublicKey};
 
 #[derive(Clone)]
@@ -61,12 +63,22 @@ impl SignatureKey {
             }
             (KeyFamily::P256, DecodingKeyKind::SecretOrDer(point)) => {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map(|key| Self::P256(Box::new(PreparedKey::new(*key.as_affine()))))
+                    .map(|key| {
+                        Self::P256(Box::new(PreparedKey::new(
+                            *key.as_affine(),
+                            p256_generator(),
+                        )))
+                    })
                     .map_err(|_| "not a P-256 point".to_owned())
             }
             (KeyFamily::P384, DecodingKeyKind::SecretOrDer(point)) => {
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map(|key| Self::P384(Box::new(PreparedKey::new(*key.as_affine()))))
+                    .map(|key| {
+                        Self::P384(Box::new(PreparedKey::new(
+                            *key.as_affine(),
+                            p384_generator(),
+                        )))
+                    })
                     .map_err(|_| "not a P-384 point".to_owned())
             }
             (KeyFamily::Ed25519, DecodingKeyKind::SecretOrDer(bytes)) => {
@@ -116,6 +128,17 @@ impl SignatureKey {
             _ => false,
         }
     }
+}
+
+/// The generator's odd multiples, computed once per curve for all its keys.
+pub(crate) fn p256_generator() -> &'static [p256::AffinePoint] {
+    static GENERATOR: OnceLock<Vec<p256::AffinePoint>> = OnceLock::new();
+    GENERATOR.get_or_init(generator_multiples::<p256::NistP256>)
+}
+
+pub(crate) fn p384_generator() -> &'static [p384::AffinePoint] {
+    static GENERATOR: OnceLock<Vec<p384::AffinePoint>> = OnceLock::new();
+    GENERATOR.get_or_init(generator_multiples::<p384::NistP384>)
 }
 
 /// The public key types a JWK can hold.
