@@ -406,11 +406,11 @@ impl Gate {
     ) -> Result<Rc<VerifiedToken>, Decision> {
         let now = now_ms / 1000;
         let token = presented.token;
-        let tag = self
+        let tagged = self
             .token_cache
             .as_ref()
-            .map(|cache| cache.borrow().tag(token));
-        if let (Some(cache), Some(tag)) = (&self.token_cache, tag) {
+            .map(|cache| (cache, cache.borrow().tag(token)));
+        if let Some((cache, tag)) = tagged {
             let cached = cache.borrow_mut().get(tag, now);
             // Only where its provider reads the token from: the cache must not widen sources.
             let hit = cached.filter(|cached| {
@@ -449,7 +449,7 @@ impl Gate {
             Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
         };
-        if let (Some(cache), Some(tag)) = (&self.token_cache, tag) {
+        if let Some((cache, tag)) = tagged {
             let valid_until = verified
                 .expires_at
                 .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
