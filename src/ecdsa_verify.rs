@@ -7,7 +7,8 @@
 //! public data (key, message, signature), so it may take time that depends on them, as
 //! BoringSSL's does: here the two multiplications share their doublings (Shamir's trick), the
 //! scalars are recoded in width-w NAF so that few additions remain, and the odd multiples of `G`
-//! and `Q` they add are computed once per key, in affine form for the cheaper mixed addition.
+//! (once per curve) and `Q` (once per key) they add are kept in affine form, for the cheaper
+//! mixed addition.
 //! The field and point arithmetic (complete formulas) are the curve crate's; only the scalar
 //! recoding and the loop are here.
 
