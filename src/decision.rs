@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -36,6 +37,8 @@ pub struct Gate {
     sources: Vec<TokenSource>,
     source_headers: Vec<String>,
     owned_headers: Vec<String>,
+    /// Every owned header removed: the identity of a request let through without a token.
+    anonymous: Arc<[HeaderWrite]>,
     routes_by_issuer: bool,
     token_cache: Option<RefCell<TokenCache>>,
     pub revocation_cache: Option<RevocationCache>,
@@ -81,11 +84,26 @@ pub enum Decision {
     },
 }
 
+/// A request header the filter writes: its name and value, or `None` for "remove".
+pub type HeaderWrite = (String, Option<String>);
+
 /// The request header changes that let a request through: every header the filter owns is
 /// listed, with `None` for "remove", so client-supplied copies never survive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
-    pub headers: Vec<(String, Option<String>)>,
+    /// The headers the filter owns, in `Config::owned_headers` order. Taken from a token's claims
+    /// once, when it is verified, and shared from then on (the token cache keeps them). An `Arc`
+    /// rather than an `Rc` so a grant can wait for keyservice's store across an `.await`.
+    pub identity: Arc<[HeaderWrite]>,
+    /// The token sources this request's provider strips, without the token.
+    pub stripped: Vec<HeaderWrite>,
+}
+
+impl Grant {
+    /// Every header change, the owned headers first.
+    pub fn headers(&self) -> impl Iterator<Item = &HeaderWrite> {
+        self.identity.iter().chain(&self.stripped)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +130,13 @@ pub enum DenyReason {
     ForbiddenRule,
     /// The path cannot be normalised, so no rule can be trusted to match it.
     BadPath,
+}
+
+/// A token that passed verification (now, or when it entered the token cache), with the
+/// identity headers its grant sets.
+struct Admitted {
+    verified: Rc<VerifiedToken>,
+    identity: Arc<[HeaderWrite]>,
 }
 
 /// The one token a request carries, and where it was found.
@@ -154,10 +179,14 @@ impl Gate {
                 parked: RefCell::new(Vec::new()),
             })
             .collect();
-        let owned_headers = config
+        let owned_headers: Vec<String> = config
             .owned_headers()
             .into_iter()
             .map(str::to_owned)
+            .collect();
+        let anonymous = owned_headers
+            .iter()
+            .map(|name| (name.clone(), None))
             .collect();
         let routes_by_issuer = config.providers.iter().any(|p| p.issuer.is_some());
         let token_cache = config
@@ -181,6 +210,7 @@ impl Gate {
             sources,
             source_headers,
             owned_headers,
+            anonymous,
             routes_by_issuer,
             token_cache,
             revocation_cache,
@@ -250,20 +280,18 @@ impl Gate {
         };
         let token = presented.token;
         let mut token_digest = None;
-        let verified = match self.verify_token(head, &presented, now_ms, &mut token_digest) {
-            Ok(verified) => verified,
+        let admitted = match self.verify_token(head, &presented, now_ms, &mut token_digest) {
+            Ok(admitted) => admitted,
             Err(decision) => return decision,
         };
+        let verified = &admitted.verified;
         let provider = &self.config.providers[verified.provider];
         if let Some(required) = required_scopes
             && !missing_scopes(required, &verified.claims).is_empty()
         {
             return Decision::Deny(DenyReason::InsufficientScope(required.join(" ")));
         }
-        let grant = match self.grant(token, provider, &verified, &presented, head) {
-            Ok(grant) => grant,
-            Err(rejection) => return Decision::Deny(DenyReason::Token(rejection)),
-        };
+        let grant = self.grant(&admitted, provider, &presented, head);
         let check = match provider.revocation {
             RevocationCheck::None => false,
             RevocationCheck::NonExpiring => !verified.expires(),
@@ -316,32 +344,33 @@ impl Gate {
     /// the filter owns, so a client cannot pose as a verified user on an open route either, and
     /// any token in a source its provider strips.
     pub fn pass_through(&self, head: &RequestHead<'_>) -> Grant {
-        let mut headers: Vec<(String, Option<String>)> = self
-            .owned_headers
-            .iter()
-            .map(|name| (name.clone(), None))
-            .collect();
-        let stripped = self
+        let mut stripped: Vec<HeaderWrite> = Vec::new();
+        let strippers = self
             .config
             .providers
             .iter()
             .filter(|provider| provider.strip_source)
             .flat_map(|provider| provider.sources.iter());
-        for source in stripped {
+        for source in strippers {
             let Some(value) = self
                 .source_value(head, source)
                 .and_then(|value| std::str::from_utf8(value).ok())
             else {
                 continue;
             };
+            let name = source.header_name();
             if matches!(source.extract(value, self.config.max_token_bytes), Ok(None))
-                || headers.iter().any(|(name, _)| name == source.header_name())
+                || self.owned_headers.iter().any(|owned| owned == name)
+                || stripped.iter().any(|(stripped, _)| stripped == name)
             {
                 continue;
             }
-            headers.push((source.header_name().to_owned(), source.without_token(value)));
+            stripped.push((name.to_owned(), source.without_token(value)));
         }
-        Grant { headers }
+        Grant {
+            identity: Arc::clone(&self.anonymous),
+            stripped,
+        }
     }
 
     fn route_action(&self, head: &RequestHead<'_>) -> Result<&RuleAction, DenyReason> {
@@ -362,6 +391,9 @@ impl Gate {
     }
 
     /// The token the request carries. Several different tokens are refused, not guessed between.
+    /// Its characters are checked by `verify_token`, and only when the token is not in the
+    /// verified-token cache (so a malformed token that also disagrees with another source's is
+    /// refused as ambiguous rather than malformed: both are 401s for a presented token).
     fn presented<'a>(&self, head: &RequestHead<'a>) -> Result<Presented<'a>, CredentialError> {
         let mut presented: Option<Presented<'a>> = None;
         for (index, source) in self.sources.iter().enumerate() {
@@ -369,7 +401,7 @@ impl Gate {
                 continue;
             };
             let value = std::str::from_utf8(value).map_err(|_| CredentialError::Malformed)?;
-            let Some(token) = source.extract(value, self.config.max_token_bytes)? else {
+            let Some(token) = source.locate(value, self.config.max_token_bytes)? else {
                 continue;
             };
             match &mut presented {
@@ -403,7 +435,7 @@ impl Gate {
         presented: &Presented<'_>,
         now_ms: u64,
         token_digest: &mut Option<Digest>,
-    ) -> Result<Rc<VerifiedToken>, Decision> {
+    ) -> Result<Admitted, Decision> {
         let now = now_ms / 1000;
         let token = presented.token;
         let tagged = self
@@ -420,8 +452,22 @@ impl Gate {
             if let Some(cached) = hit {
                 self.last_provider.set(Some(cached.verified.provider));
                 *token_digest = Some(cached.digest);
-                return Ok(cached.verified);
+                return Ok(Admitted {
+                    verified: cached.verified,
+                    identity: cached.identity,
+                });
             }
+        }
+        // Not in the cache: the token has to be made of what its sources allow before any of it
+        // is decoded (a cached token passed this when it was verified).
+        if !presented
+            .found_in
+            .iter()
+            .all(|&index| self.sources[index].well_formed(token))
+        {
+            return Err(Decision::Deny(DenyReason::Credential(
+                CredentialError::Malformed,
+            )));
         }
         let reject = |rejection| Decision::Deny(DenyReason::Token(rejection));
         let jws = Jws::parse(token).map_err(|_| reject(Rejection::Malformed))?;
@@ -449,6 +495,9 @@ impl Gate {
             Err(Rejection::UnknownKid) => return Err(self.unknown_kid(index, now_ms)),
             Err(rejection) => return Err(reject(rejection)),
         };
+        let identity = self
+            .identity_headers(token, provider, &verified.claims)
+            .map_err(reject)?;
         if let Some((cache, tag)) = tagged {
             let valid_until = verified
                 .expires_at
@@ -457,11 +506,12 @@ impl Gate {
             *token_digest = Some(key);
             let cached = CachedToken {
                 verified: Rc::clone(&verified),
+                identity: Arc::clone(&identity),
                 digest: key,
             };
             cache.borrow_mut().insert(tag, cached, valid_until, now);
         }
-        Ok(verified)
+        Ok(Admitted { verified, identity })
     }
 
     /// The provider for a token: the one whose `issuer` is the token's `iss` (read unverified,
@@ -546,22 +596,22 @@ impl Gate {
         }
     }
 
-    fn grant(
+    /// The owned headers' values for a token `provider` verified: from its claims, or its
+    /// payload segment (`payload_header`), in `owned_headers` order; `None` removes a header.
+    fn identity_headers(
         &self,
         token: &str,
         provider: &Provider,
-        verified: &VerifiedToken,
-        presented: &Presented<'_>,
-        head: &RequestHead<'_>,
-    ) -> Result<Grant, Rejection> {
-        let mut headers = Vec::with_capacity(self.owned_headers.len() + 1);
+        claims: &Map<String, Value>,
+    ) -> Result<Arc<[HeaderWrite]>, Rejection> {
+        let mut headers = Vec::with_capacity(self.owned_headers.len());
         for name in &self.owned_headers {
             let value = if let Some(mapping) = provider
                 .claims_to_headers
                 .iter()
                 .find(|m| m.header == *name)
             {
-                header_value(&verified.claims, &mapping.path)?
+                header_value(claims, &mapping.path)?
             } else if provider.payload_header.as_deref() == Some(name.as_str()) {
                 // The payload segment already is the base64url of the verified payload JSON.
                 token.split('.').nth(1).map(str::to_owned)
@@ -570,6 +620,19 @@ impl Gate {
             };
             headers.push((name.clone(), value));
         }
+        Ok(headers.into())
+    }
+
+    /// The header changes for an admitted token: its identity headers, and the token sources
+    /// its provider strips.
+    fn grant(
+        &self,
+        admitted: &Admitted,
+        provider: &Provider,
+        presented: &Presented<'_>,
+        head: &RequestHead<'_>,
+    ) -> Grant {
+        let mut stripped = Vec::new();
         if provider.strip_source {
             for &index in &presented.found_in {
                 let source = &self.sources[index];
@@ -580,10 +643,13 @@ impl Gate {
                     .source_value(head, source)
                     .and_then(|value| std::str::from_utf8(value).ok())
                     .unwrap_or_default();
-                headers.push((source.header_name().to_owned(), source.without_token(value)));
+                stripped.push((source.header_name().to_owned(), source.without_token(value)));
             }
         }
-        Ok(Grant { headers })
+        Grant {
+            identity: Arc::clone(&admitted.identity),
+            stripped,
+        }
     }
 }
 

@@ -50,6 +50,11 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// Every header change of a grant, in the order they are made.
+fn all(grant: &Grant) -> Vec<HeaderWrite> {
+    grant.headers().cloned().collect()
+}
+
 fn headers(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
     pairs
         .iter()
@@ -62,7 +67,13 @@ fn an_expiring_token_is_allowed_without_a_callout() {
     let t = token(json!({"user_id": "u1", "org_id": "o1", "iat": NOW, "exp": NOW + 60}));
     let decision = decide_with(&gate(""), Some(bearer(&t).as_bytes()));
     let expected = headers(&[("x-user-id", Some("u1")), ("x-org-id", Some("o1"))]);
-    assert_eq!(decision, Decision::Allow(Grant { headers: expected }));
+    assert_eq!(
+        decision,
+        Decision::Allow(Grant {
+            identity: expected.into(),
+            stripped: vec![]
+        })
+    );
 }
 
 #[test]
@@ -71,7 +82,7 @@ fn absent_claims_remove_the_header_so_spoofed_copies_are_dropped() {
     let Decision::Allow(grant) = decide_with(&gate(""), Some(bearer(&t).as_bytes())) else {
         panic!("expected allow");
     };
-    assert_eq!(grant.headers[1], ("x-org-id".to_owned(), None));
+    assert_eq!(all(&grant)[1], ("x-org-id".to_owned(), None));
 }
 
 #[test]
@@ -87,7 +98,7 @@ fn a_non_expiring_token_needs_a_revocation_check_by_digest() {
     );
     assert_eq!(pending.digest, crate::revocation::digest(&t));
     assert_eq!(
-        pending.grant.headers[0],
+        all(&pending.grant)[0],
         ("x-user-id".into(), Some("u1".into()))
     );
 }
@@ -153,7 +164,7 @@ fn numbers_booleans_and_arrays_become_header_values_and_objects_are_left_out() {
         panic!("expected allow");
     };
     assert_eq!(
-        &grant.headers[..4],
+        &all(&grant)[..4],
         // Claims are kept in name order.
         &headers(&[
             ("x-a", Some("1")),
@@ -173,15 +184,18 @@ fn payload_header_and_authorization_stripping() {
     };
     let payload = t.split('.').nth(1).unwrap();
     assert_eq!(
-        grant.headers[2],
+        all(&grant)[2],
         ("x-jwt-payload".into(), Some(payload.into()))
     );
-    assert_eq!(grant.headers[3], ("authorization".into(), None));
+    assert_eq!(all(&grant)[3], ("authorization".into(), None));
 }
 
 #[test]
 fn revocation_answers_follow_the_configured_policies() {
-    let grant = Grant { headers: vec![] };
+    let grant = Grant {
+        identity: Arc::from(Vec::new()),
+        stripped: vec![],
+    };
     let allow = Decision::Allow(grant.clone());
     let cases = [
         ("", RevocationStatus::Active, allow.clone()),
@@ -257,7 +271,7 @@ fn arbitrary_and_mutated_input_never_panics_and_never_allows_a_forgery() {
         if input != valid.as_bytes() {
             // A changed token can only pass if the change was in base64 padding bits.
             if let Decision::Allow(grant) = &decision {
-                assert_eq!(grant.headers[0], ("x-user-id".into(), Some("u1".into())));
+                assert_eq!(all(grant)[0], ("x-user-id".into(), Some("u1".into())));
             }
         }
     }
@@ -330,7 +344,7 @@ mod providers {
             panic!("API key allowed");
         };
         assert_eq!(
-            grant.headers,
+            all(&grant),
             headers(&[("x-user-id", Some("u1")), ("x-org-id", None)])
         );
 
@@ -339,7 +353,7 @@ mod providers {
             panic!("session allowed");
         };
         assert_eq!(
-            grant.headers,
+            all(&grant),
             headers(&[
                 ("x-user-id", Some("user_2x")),
                 ("x-org-id", Some("org_7")),
@@ -363,6 +377,30 @@ mod providers {
             decide_sources(&gate(), None, Some(&cookie)),
             Decision::Allow(_)
         ));
+    }
+
+    #[test]
+    fn a_session_cookie_of_characters_a_cookie_token_cannot_hold_is_malformed() {
+        let gate = gate();
+        let good = session(clerk_claims());
+        let cookie = format!("__session={good}");
+        // Cached first: a miss is checked all the same.
+        for _ in 0..2 {
+            assert!(matches!(
+                decide_sources(&gate, None, Some(&cookie)),
+                Decision::Allow(_)
+            ));
+        }
+        for bad in [
+            format!("__session={good}<"),
+            "__session=a\"b.c.d".to_owned(),
+        ] {
+            assert_eq!(
+                decide_sources(&gate, None, Some(&bad)),
+                Decision::Deny(DenyReason::Credential(CredentialError::Malformed)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -497,7 +535,8 @@ mod providers {
             (
                 r#""until_ready":"fail","failure_mode":"allow""#,
                 Decision::Allow(Grant {
-                    headers: headers(&[("x-user-id", None), ("x-org-id", None)]),
+                    identity: headers(&[("x-user-id", None), ("x-org-id", None)]).into(),
+                    stripped: vec![],
                 }),
             ),
         ] {
@@ -536,11 +575,8 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
     assert_eq!(
         gate.decide(&head, NOW * 1000),
         Decision::Allow(Grant {
-            headers: headers(&[
-                ("x-user-id", None),
-                ("x-org-id", None),
-                ("authorization", None)
-            ])
+            identity: headers(&[("x-user-id", None), ("x-org-id", None)]).into(),
+            stripped: headers(&[("authorization", None)]),
         })
     );
 }
@@ -614,4 +650,69 @@ fn the_last_decision_tells_whether_the_token_cache_had_its_token() {
         Decision::Allow(_)
     ));
     assert_eq!(uncached.last_token_cache_hit(), None);
+}
+
+#[test]
+fn a_token_of_characters_its_source_forbids_is_malformed_with_or_without_the_cache() {
+    let valid = token(json!({"user_id": "u1", "exp": NOW + 60}));
+    for cache in [
+        r#""token_cache":{"max_entries":10}"#,
+        r#""token_cache":{"max_entries":0}"#,
+    ] {
+        let g = gate_with(cache);
+        // A good token is cached first: the check is made on every miss, not once.
+        for _ in 0..2 {
+            assert!(matches!(
+                decide_with(&g, Some(bearer(&valid).as_bytes())),
+                Decision::Allow(_)
+            ));
+        }
+        for bad in [
+            format!("{valid}\""),
+            format!("{valid}=x"),
+            format!("{valid}<"),
+            "==".to_owned(),
+        ] {
+            assert_eq!(
+                decide_with(&g, Some(bearer(&bad).as_bytes())),
+                Decision::Deny(DenyReason::Credential(CredentialError::Malformed)),
+                "{cache} {bad:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cached_token_brings_the_identity_headers_made_when_it_was_verified() {
+    let g = gate_with(r#""token_cache":{"max_entries":10}"#);
+    let t = bearer(&token(
+        json!({"user_id": "u1", "org_id": "o1", "exp": NOW + 60}),
+    ));
+    let grants: Vec<Grant> = (0..2)
+        .map(|_| match decide_with(&g, Some(t.as_bytes())) {
+            Decision::Allow(grant) => grant,
+            other => panic!("expected allow, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(g.last_token_cache_hit(), Some(true));
+    assert!(Arc::ptr_eq(&grants[0].identity, &grants[1].identity));
+    assert_eq!(
+        all(&grants[1]),
+        headers(&[("x-user-id", Some("u1")), ("x-org-id", Some("o1"))])
+    );
+}
+
+#[test]
+fn a_token_whose_claim_cannot_be_a_header_value_is_refused_every_time_and_never_cached() {
+    let g = gate_with(r#""token_cache":{"max_entries":10}"#);
+    let t = bearer(&token(
+        json!({"user_id": "u1\r\nx-admin: 1", "exp": NOW + 60}),
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            decide_with(&g, Some(t.as_bytes())),
+            Decision::Deny(DenyReason::Token(Rejection::Malformed))
+        );
+        assert_eq!(g.last_token_cache_hit(), Some(false));
+    }
 }

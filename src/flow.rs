@@ -527,7 +527,7 @@ fn carry_out(
 ) -> FlowAction {
     match decision {
         Decision::Allow(grant) => {
-            for (name, value) in &grant.headers {
+            for (name, value) in grant.headers() {
                 // A header write costs Envoy more than a read: remove only what is there.
                 if value.is_some() || host.request_header(name).is_some() {
                     host.set_request_header(name, value.as_deref());

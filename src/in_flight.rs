@@ -142,12 +142,14 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn request(context_id: u32) -> Waiter {
         Waiter {
             context_id,
             grant: Grant {
-                headers: vec![("x-user-id".into(), Some("u".into()))],
+                identity: Arc::from([("x-user-id".into(), Some("u".into()))]),
+                stripped: vec![],
             },
             origin: None,
         }

@@ -230,7 +230,7 @@ enum Step {
 fn allow(grant: Grant) -> Verdict {
     let mut headers = Vec::new();
     let mut remove = Vec::new();
-    for (name, value) in grant.headers {
+    for (name, value) in grant.headers().cloned() {
         match value {
             Some(value) => headers.push((name, value)),
             None => remove.push(name),
