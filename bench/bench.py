@@ -19,7 +19,8 @@ misconfigured run cannot produce numbers.
     python3 bench/bench.py --quick --only keygate-hs256,jwt_authn-hs256
 
 Only the standard library; the binaries come from ENVOY_BIN, KEYGATE_WASM, NOOP_WASM,
-KEYSERVICE_BIN and WRK, or their default places in the repository (see bench/README.md).
+NOOP_TRIMMED_WASM, KEYSERVICE_BIN and WRK, or their default places in the repository (see
+bench/README.md).
 """
 
 from __future__ import annotations
@@ -399,6 +400,9 @@ class Setup:
 
     keygate_wasm: Path
     noop_wasm: Path
+    # The no-op filter with the callbacks keygate does without dropped the same way (`make
+    # bench-wasm`).
+    noop_trimmed_wasm: Path
     hs_exp_token: str
     nonexp_token: str
     # Distinct non-expiring keys, for the configuration without a revocation cache: concurrent
@@ -446,6 +450,11 @@ CONFIGS = [
     Config("noop-wasm-identity", "2b",
            "no-op wasm filter that also sets x-user-id and x-org-id (floor of a filter passing an identity on)",
            lambda s: [wasm_filter("noop", s.noop_wasm, "noop", "set-identity-headers")],
+           lambda s: s.hs_exp_token),
+    Config("noop-wasm-trimmed", "2c",
+           "no-op wasm filter (2) without the exports of the callbacks it does not implement, "
+           "dropped as keygate's are (floor of a trimmed wasm filter)",
+           lambda s: [wasm_filter("noop", s.noop_trimmed_wasm, "noop", None)],
            lambda s: s.hs_exp_token),
     Config("jwt_authn-hs256", "3", "Envoy jwt_authn, HS256 local JWKS, key with exp",
            lambda s: [jwt_authn_filter(_hs_jwks())], lambda s: s.hs_exp_token),
@@ -536,6 +545,8 @@ COMPARISONS = [
      "noop-wasm-identity"),
     ("no-op filter setting the identity headers (2b) vs no-op wasm floor (2)",
      "noop-wasm-identity", "noop-wasm"),
+    ("keygate HS256 (4) vs the trimmed no-op filter (2c)", "keygate-hs256", "noop-wasm-trimmed"),
+    ("trimmed no-op filter (2c) vs no-op wasm floor (2)", "noop-wasm-trimmed", "noop-wasm"),
     ("keygate refusing forged RS256 tokens (8f) vs jwt_authn (8e)", "keygate-rs256-forged",
      "jwt_authn-rs256-forged"),
     ("keygate ES256 (9b) vs jwt_authn ES256 (9a)", "keygate-es256", "jwt_authn-es256"),
@@ -952,7 +963,8 @@ def render(results: dict, meta: dict) -> str:
                  "measurement.")
     lines.append(f"- Versions: Envoy `{meta['envoy_version']}`; {meta['rustc_version']}; "
                  f"{meta['wrk_version']}; keygate {meta['git']}, keygate.wasm {meta['keygate_wasm']}; "
-                 f"no-op filter {meta['noop_wasm']}; keyservice {meta['keyservice_build']} build")
+                 f"no-op filter {meta['noop_wasm']}, trimmed {meta['noop_trimmed_wasm']}; "
+                 f"keyservice {meta['keyservice_build']} build")
     lines.append("")
     lines.append("| # | configuration | req/s | p50 ms | p99 ms | Envoy RSS MiB | ×(3) jwt_authn HS256 "
                  "| ×(2) no-op wasm | callouts/req |")
@@ -1116,7 +1128,8 @@ def run_memory(args: argparse.Namespace, procs: Processes) -> int:
                         lambda s, p=plugin: [wasm_filter("keygate", keygate_wasm, "keygate",
                                                          json.dumps(p))],
                         lambda s: "", uses_keyservice=True)
-        setup = Setup(keygate_wasm=keygate_wasm, noop_wasm=keygate_wasm, hs_exp_token="",
+        setup = Setup(keygate_wasm=keygate_wasm, noop_wasm=keygate_wasm,
+                      noop_trimmed_wasm=keygate_wasm, hs_exp_token="",
                       nonexp_token="", nonexp_tokens=[], rs_token="", rs_jwks={},
                       es_token="", es_jwks={}, ed_token="", ed_jwks={},
                       keyservice_port=stub_envoy.port, authorize_available=False)
@@ -1393,6 +1406,9 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     envoy_bin = binary("ENVOY_BIN", ROOT / ".venv/bin/envoy", "Envoy")
     keygate_wasm = binary("KEYGATE_WASM", ROOT / "target/wasm32-wasip1/release/keygate.wasm",
                           "keygate's filter")
+    noop_trimmed_wasm = binary(
+        "NOOP_TRIMMED_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop_trimmed.wasm",
+        "the trimmed no-op filter")
     noop_wasm = binary("NOOP_WASM", ROOT / "target/wasm32-wasip1/release/keygate_bench_noop.wasm",
                        "the no-op filter")
     keyservice_bin = binary("KEYSERVICE_BIN", default_keyservice(), "keyservice")
@@ -1435,6 +1451,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     setup = Setup(
         keygate_wasm=keygate_wasm,
         noop_wasm=noop_wasm,
+        noop_trimmed_wasm=noop_trimmed_wasm,
         hs_exp_token=hs256({"user_id": "bench-user", "org_id": "bench-org", "iat": now,
                             "exp": now + 86400}, SECRET),
         nonexp_token=nonexp_token,
@@ -1544,6 +1561,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         "git": git_describe(),
         "keygate_wasm": file_facts(keygate_wasm),
         "noop_wasm": file_facts(noop_wasm),
+        "noop_trimmed_wasm": file_facts(noop_trimmed_wasm),
         "keyservice_build": "release" if "/release/" in str(keyservice_bin) else "debug",
         "foreign_processes": foreign,
     }

@@ -21,6 +21,7 @@ const CONFIGURATIONS: &[&str] = &[
     "none",
     "noop-wasm",
     "noop-wasm-identity",
+    "noop-wasm-trimmed",
     "jwt_authn-hs256",
     "keygate-hs256",
     "keygate-hs256-nocache",
