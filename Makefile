@@ -9,6 +9,7 @@
 #   make oci     keygate.wasm as an OCI image layout for Istio (target/oci/keygate)
 #   make bench   keygate against Envoy's jwt_authn and ext_authz, written to BENCHMARKS.md
 #   make bench-memory  Envoy's memory with a million distinct keys through keygate (slow)
+#   make bench-instructions  Envoy's instructions per request under callgrind (noise-free)
 #   make decision-path  time the per-request decision per algorithm, natively and under V8
 #
 # Every target installs what it needs, so each works on a fresh machine.
@@ -38,7 +39,7 @@ RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
 
 .PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
-.PHONY: bench bench-memory bench-tools bench-wasm decision-path
+.PHONY: bench bench-memory bench-instructions bench-tools bench-wasm decision-path
 
 # What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
 # `make test`, so `make run` installs no system packages.
@@ -144,8 +145,9 @@ bench-tools:
 	@missing=""; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (Debian packages) for the benchmark (load, ES256/EdDSA keys)" >&2; \
+		echo "installing$$missing (Debian packages) for the benchmark (load, ES256/EdDSA keys, instruction counts)" >&2; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
@@ -164,6 +166,16 @@ bench: tools bench-tools wasm bench-wasm
 		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
 		$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+# Envoy's instructions per request under callgrind (bench.py --instructions), for the HS256 and
+# RS256 paths and their references: a section of BENCHMARKS.md that, unlike requests per second,
+# does not move with the machine's load. About ten minutes.
+bench-instructions: tools bench-tools wasm bench-wasm
+	$(CARGO) build --release -p keyservice
+	BENCH_COMMAND="make bench-instructions" \
+		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
+		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
+		$(PYTHON) bench/bench.py --instructions --settle 0
 
 # The decision alone (Gate::decide, no Envoy) per algorithm, in ns: natively, then as wasm under
 # node's V8, Envoy's engine (bench/decision-path). For profiling a change before `make bench`.

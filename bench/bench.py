@@ -657,7 +657,8 @@ class Envoy:
 
 
 def start_envoy(procs: Processes, envoy_bin: Path, cpu: str, config: Config, setup: Setup,
-                work: Path, label: str = "") -> tuple[subprocess.Popen, Path, Path]:
+                work: Path, label: str = "", wrapper: list | None = None,
+                ) -> tuple[subprocess.Popen, Path, Path]:
     clusters = []
     if config.uses_keyservice:
         port = setup.keyservice_envoy_core_port if config.keyservice_on_envoy_core \
@@ -669,13 +670,14 @@ def start_envoy(procs: Processes, envoy_bin: Path, cpu: str, config: Config, set
     log = work / f"envoy-{config.id}{label}.log"
     env = dict(os.environ, JWT_SECRET=SECRET)
     proc = procs.start(
-        ["taskset", "-c", cpu, envoy_bin, "-c", path, "--concurrency", "1",
+        ["taskset", "-c", cpu, *(wrapper or []), envoy_bin, "-c", path, "--concurrency", "1",
          "--use-dynamic-base-id", "--admin-address-path", admin_path, "-l", "warn"],
         log, env=env)
     return proc, admin_path, log
 
 
-def envoy_ready(config: Config, proc: subprocess.Popen, admin_path: Path, log: Path) -> Envoy:
+def envoy_ready(config: Config, proc: subprocess.Popen, admin_path: Path, log: Path,
+                timeout: float = START_TIMEOUT) -> Envoy:
     def admin_address():
         text = admin_path.read_text().strip() if admin_path.exists() else ""
         if not text:
@@ -683,7 +685,7 @@ def envoy_ready(config: Config, proc: subprocess.Popen, admin_path: Path, log: P
         status, body = http(f"http://{text}/ready", timeout=2)
         return text if status == 200 and body.strip() == b"LIVE" else None
 
-    admin = wait_for(f"Envoy for {config.id}", START_TIMEOUT, admin_address, proc, log)
+    admin = wait_for(f"Envoy for {config.id}", timeout, admin_address, proc, log)
     _, body = http(f"http://{admin}/listeners?format=json")
     listeners = json.loads(body)["listener_statuses"]
     port = next(l["local_address"]["socket_address"]["port_value"]
@@ -1267,6 +1269,158 @@ def replace_memory_section(text: str, section: str) -> str:
     return f"{text.rstrip()}\n\n{section}\n"
 
 
+def section(text: str, begin: str, end: str) -> str:
+    """The part of `text` from the marker `begin` to the marker `end`, both included; empty
+    without them."""
+    start, stop = text.find(begin), text.find(end)
+    return text[start:stop + len(end)] if 0 <= start < stop else ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Instructions per request (--instructions, `make bench-instructions`)
+
+INSTRUCTIONS_BEGIN = "<!-- instructions per request: begin -->"
+INSTRUCTIONS_END = "<!-- instructions per request: end -->"
+# What the section measures unless --only says otherwise: the HS256 and RS256 paths and their
+# references (ext_authz is another process, which callgrind does not count).
+INSTRUCTION_CONFIGS = ["noop-wasm", "noop-wasm-identity", "noop-wasm-trimmed", "jwt_authn-hs256",
+                       "keygate-hs256", "keygate-hs256-nocache", "keygate-nonexp-cached",
+                       "jwt_authn-rs256", "keygate-rs256", "keygate-rs256-cache"]
+# Envoy under callgrind starts in tens of seconds, not one.
+CALLGRIND_START_TIMEOUT = 600.0
+
+
+def callgrind_totals(work: Path, config_id: str) -> int:
+    """The instructions in the dumps `callgrind_control --dump` wrote for `config_id` (the dump
+    at the process's end, after collection was switched off, is left out)."""
+    total, dumps = 0, 0
+    for path in work.glob(f"callgrind.{config_id}.*"):
+        text = path.read_text(errors="replace")
+        if "\ndesc: Trigger: Client Request: dump" not in text and "\ndesc: Trigger: dump" not in text:
+            continue
+        match = re.search(r"^totals:\s+(\d+)", text, re.MULTILINE)
+        if match:
+            total += int(match.group(1))
+            dumps += 1
+    if not dumps:
+        raise BenchError(f"{config_id}: callgrind wrote no dump in {work}")
+    return total
+
+
+def callgrind_control(option: str, pid: int) -> None:
+    out = subprocess.run(["callgrind_control", option, str(pid)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"callgrind_control {option} {pid}: {out.stdout}{out.stderr}")
+
+
+def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Setup,
+                     envoy_bin: Path, wrk: str, work: Path, procs: Processes, log) -> int:
+    """Envoy's instructions per request, counted by callgrind: each configuration's Envoy runs
+    under valgrind, collection is switched on after a warm-up, and the instructions of a
+    measured stretch of requests are divided by the requests Envoy answered in it. Unlike
+    requests per second, the count does not move with the machine's load."""
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} is not installed: `make bench-instructions` installs it "
+                             "(Debian package valgrind)")
+    rows = []
+    for config in configs:
+        wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+                   "--smc-check=all-non-file", "-q",
+                   f"--callgrind-out-file={work / f'callgrind.{config.id}.%p'}"]
+        proc, admin_path, envoy_log = start_envoy(procs, envoy_bin, args.envoy_cpu, config, setup,
+                                                  work, "-callgrind", wrapper)
+        envoy = envoy_ready(config, proc, admin_path, envoy_log, CALLGRIND_START_TIMEOUT)
+        verify_decisions([envoy], setup, {config.id: {}})
+        callgrind_control("--instr=on", proc.pid)
+        if args.warmup:
+            run_wrk(wrk, args.load_cpu, envoy.port, config.token(setup), 4, args.warmup, work)
+        counter = "http.bench.downstream_rq_completed"
+        callgrind_control("--zero", proc.pid)
+        before = envoy_counter(envoy, counter)
+        sample, output = run_wrk(wrk, args.load_cpu, envoy.port, config.token(setup), 4,
+                                 args.duration, work)
+        callgrind_control("--instr=off", proc.pid)
+        after = envoy_counter(envoy, counter)
+        callgrind_control("--dump", proc.pid)
+        if sample.non_2xx or sample.socket_errors or before is None or after is None:
+            raise BenchError(f"{config.id} under callgrind: {sample.non_2xx} non-2xx, "
+                             f"{sample.socket_errors} socket errors, {counter} {before} -> "
+                             f"{after}\n{output}\n{tail(envoy_log, 15)}")
+        procs.stop([proc])
+        # The admin's two stats reads are in the count too: a few hundred instructions against
+        # thousands of requests.
+        requests = after - before - 1
+        instructions = callgrind_totals(work, config.id)
+        if requests <= 0:
+            raise BenchError(f"{config.id} under callgrind: no request was answered")
+        rows.append({"id": config.id, "number": config.number, "title": config.title,
+                     "requests": requests, "instructions": instructions,
+                     "per_request": instructions / requests})
+        log(f"{config.id}: {requests} requests, {instructions / requests:,.0f} instructions each")
+
+    command = os.environ.get("BENCH_COMMAND") or \
+        "python3 bench/bench.py --instructions " + " ".join(argv_for_report(args))
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command.strip(),
+            "valgrind": command_version(["valgrind", "--version"]),
+            "git": git_describe()}
+    text = render_instructions(rows, meta)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    existing = args.out.read_text() if args.out.exists() else "# keygate benchmarks\n"
+    args.out.write_text(replace_instructions_section(existing, text))
+    log(f"wrote the instructions section of {args.out}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "instructions": rows}, indent=2))
+    print(text)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def render_instructions(rows: list, meta: dict) -> str:
+    by_id = {row["id"]: row for row in rows}
+    refs = [(ref, by_id[ref]["per_request"]) for ref in ("jwt_authn-hs256", "noop-wasm")
+            if ref in by_id]
+    lines = [INSTRUCTIONS_BEGIN, "## Instructions per request", "",
+             "Envoy's instructions per request under callgrind (valgrind), for the same "
+             "configurations as above: a count that does not move with the machine's load, "
+             "where requests per second on this machine move by ±20% between measurements. Each "
+             "Envoy runs alone under valgrind; after a warm-up, the instructions of all its "
+             "threads over a stretch of requests (wrk, 4 connections) are divided by the requests "
+             "it answered. This is work, not time: the filters' wasm code (compiled by V8) and "
+             "Envoy's C++ do not run the same number of instructions per cycle, so the ratios "
+             "here are not the ratios of requests per second; they do show where a change "
+             "moved the per-request work, without the noise.", "",
+             f"- Date: {meta['date']}; {meta['valgrind']}; keygate {meta['git']}; command: "
+             f"`{meta['command']}`", ""]
+    header = "| # | configuration | requests counted | instructions per request |"
+    rule = "| --- | --- | ---: | ---: |"
+    for ref, _ in refs:
+        header += f" ×({by_id[ref]['number']}) |"
+        rule += " ---: |"
+    lines += [header, rule]
+    for row in rows:
+        cells = [row["number"], row["title"], str(row["requests"]), f"{row['per_request']:,.0f}"]
+        # Ratios as for requests per second: above 1, fewer instructions than the reference.
+        cells += [f"{value / row['per_request']:.3f}" for _, value in refs]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", INSTRUCTIONS_END]
+    return "\n".join(lines)
+
+
+def replace_instructions_section(text: str, new: str) -> str:
+    """The report with its instructions section replaced by `new`, or `new` put before the
+    memory section (or at the end) when it has none."""
+    old = section(text, INSTRUCTIONS_BEGIN, INSTRUCTIONS_END)
+    if old:
+        return text.replace(old, new)
+    memory = section(text, MEMORY_BEGIN, MEMORY_END)
+    if memory:
+        return text.replace(memory, f"{new}\n\n{memory}")
+    return f"{text.rstrip()}\n\n{new}\n"
+
+
 # ------------------------------------------------------------------------------------------------
 # Main
 
@@ -1313,6 +1467,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true",
                         help="memory at scale instead: --keys distinct keys through keygate, "
                              "Envoy's RSS before and after (a section of the report)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="Envoy's instructions per request under callgrind instead, for the "
+                             "configurations of --only (default: the HS256 and RS256 paths); "
+                             "--duration and --warmup are its measurement's")
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for --memory")
     parser.add_argument("--memory-bounds", default="16384,1048576",
                         help="revocation cache sizes (max_entries) for --memory, comma-separated")
@@ -1326,7 +1484,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.out is None:
         args.out = ROOT / ("target/bench/quick.md" if args.quick else "BENCHMARKS.md")
     if args.json is None:
-        name = "memory" if args.memory else "quick" if args.quick else "bench"
+        name = "memory" if args.memory else "instructions" if args.instructions else \
+            "quick" if args.quick else "bench"
         args.json = ROOT / f"target/bench/{name}.json"
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or args.connections < 1:
         parser.error("rounds, duration and connections must be at least 1, warmup at least 0")
@@ -1344,7 +1503,8 @@ def main(argv: list[str]) -> int:
         for config in CONFIGS:
             print(f"{config.number:>3}  {config.id:<24} {config.title}")
         return 0
-    selected = [c for c in CONFIGS if not args.only or c.id in args.only.split(",")]
+    only = args.only.split(",") if args.only else INSTRUCTION_CONFIGS if args.instructions else None
+    selected = [c for c in CONFIGS if only is None or c.id in only]
 
     procs = Processes()
     # Stopped by a signal (Ctrl-C, a test's timeout): end the children, then exit.
@@ -1479,6 +1639,8 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         else:
             runnable.append(config)
 
+    if args.instructions:
+        return run_instructions(args, runnable, setup, envoy_bin, wrk, work, procs, log)
     for config in runnable:
         results[config.id] = {"samples": []}
     foreign_during: set[str] = set()
@@ -1567,11 +1729,11 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     }
     report = render(results, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # A memory section from `make bench-memory` stays.
+    # The sections of `make bench-instructions` and `make bench-memory` stay.
     previous = args.out.read_text() if args.out.exists() else ""
-    start, end = previous.find(MEMORY_BEGIN), previous.find(MEMORY_END)
-    memory = previous[start:end + len(MEMORY_END)] if 0 <= start < end else ""
-    args.out.write_text(report.rstrip() + "\n" + (f"\n{memory}" if memory else ""))
+    kept = [section(previous, begin, end) for begin, end in
+            ((INSTRUCTIONS_BEGIN, INSTRUCTIONS_END), (MEMORY_BEGIN, MEMORY_END))]
+    args.out.write_text(report.rstrip() + "\n" + "".join(f"\n{s}\n" for s in kept if s))
     log(f"wrote {args.out}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))

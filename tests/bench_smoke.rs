@@ -1,10 +1,12 @@
 //! The benchmark harness (`bench/bench.py`, `make bench`) end to end in `--quick` mode with a
 //! one-second measurement: every configuration starts, answers 200 for its benchmark token (and
-//! 401 without it) and is measured without a single non-2xx response. This checks the harness,
+//! 401 without it) and is measured without a single non-2xx response; and `--instructions`, the
+//! count of Envoy's instructions per request under callgrind. This checks the harness,
 //! never the speed: there is no timing assertion.
 //!
 //! Needs what `make test` installs: Envoy, the built filters (keygate and the no-op filter of
-//! bench/noop-filter), keyservice, wrk and Python 3.
+//! bench/noop-filter), keyservice, wrk, valgrind and Python 3.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,8 +62,17 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-#[test]
-fn quick_run_measures_every_configuration() {
+/// What a run of the harness left: its markdown report, its JSON, and its log (stderr).
+struct Run {
+    _dir: tempfile::TempDir,
+    report: PathBuf,
+    json: PathBuf,
+    stderr: PathBuf,
+}
+
+/// Runs `bench/bench.py` with `args` (and its own output files) to its end; fails the test if
+/// it fails or outlives `TIMEOUT`.
+fn run_harness(args: &[&str]) -> Run {
     let dir = tempfile::Builder::new()
         .prefix("keygate-bench-smoke-")
         .tempdir()
@@ -75,15 +86,7 @@ fn quick_run_measures_every_configuration() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let mut child = Command::new(&python)
         .arg(root().join("bench/bench.py"))
-        .args([
-            "--quick",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--connections",
-            "8",
-        ])
+        .args(args)
         .arg("--out")
         .arg(&report)
         .arg("--json")
@@ -111,7 +114,7 @@ fn quick_run_measures_every_configuration() {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "bench/bench.py --quick still running after {TIMEOUT:?}\n{}",
+                "bench/bench.py {args:?} still running after {TIMEOUT:?}\n{}",
                 tail(&stderr, 40)
             );
         }
@@ -119,11 +122,30 @@ fn quick_run_measures_every_configuration() {
     };
     assert!(
         status.success(),
-        "bench/bench.py --quick failed ({status}):\n{}",
+        "bench/bench.py {args:?} failed ({status}):\n{}",
         tail(&stderr, 60)
     );
+    Run {
+        _dir: dir,
+        report,
+        json,
+        stderr,
+    }
+}
 
-    let data: Value = serde_json::from_str(&fs::read_to_string(&json).expect("reading the JSON"))
+#[test]
+fn quick_run_measures_every_configuration() {
+    let run = run_harness(&[
+        "--quick",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "8",
+    ]);
+    let (report, json, stderr) = (&run.report, &run.json, &run.stderr);
+    let data: Value = serde_json::from_str(&fs::read_to_string(json).expect("reading the JSON"))
         .expect("the harness's JSON");
     let mut problems = Vec::new();
     let measured: Vec<&str> = data["results"]
@@ -181,7 +203,7 @@ fn quick_run_measures_every_configuration() {
             "callouts per request (cached, uncached): {other:?}, expected (< 0.1, > 0.9)"
         )),
     }
-    let markdown = fs::read_to_string(&report).expect("reading the report");
+    let markdown = fs::read_to_string(report).expect("reading the report");
     for needle in [
         "# keygate benchmarks",
         "| # | configuration | req/s |",
@@ -195,6 +217,46 @@ fn quick_run_measures_every_configuration() {
         problems.is_empty(),
         "{}\n\nreport:\n{markdown}\n\nharness log:\n{}",
         problems.join("\n"),
-        tail(&stderr, 40)
+        tail(stderr, 40)
+    );
+}
+
+/// `--instructions` (`make bench-instructions`): Envoy under callgrind counts its instructions
+/// per request for the configurations asked for. Checks that the counting works, not the counts.
+#[test]
+fn instruction_counts_come_out_for_every_configuration_asked_for() {
+    let asked = ["noop-wasm", "keygate-hs256"];
+    let only = asked.join(",");
+    let run = run_harness(&[
+        "--instructions",
+        "--quick",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--only",
+        &only,
+    ]);
+    let data: Value =
+        serde_json::from_str(&fs::read_to_string(&run.json).expect("reading the JSON"))
+            .expect("the harness's JSON");
+    let rows = data["instructions"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<&str> = rows.iter().filter_map(|row| row["id"].as_str()).collect();
+    assert_eq!(ids, asked, "{data}");
+    for row in &rows {
+        // An HTTP request through Envoy takes tens of thousands of instructions at the least.
+        let requests = row["requests"].as_u64().unwrap_or(0);
+        let per_request = row["per_request"].as_f64().unwrap_or(0.0);
+        assert!(
+            requests > 0 && per_request > 10_000.0,
+            "{row}\n{}",
+            tail(&run.stderr, 40)
+        );
+    }
+    let markdown = fs::read_to_string(&run.report).expect("reading the report");
+    assert!(
+        markdown.contains("## Instructions per request")
+            && markdown.contains("<!-- instructions per request: end -->"),
+        "{markdown}"
     );
 }
