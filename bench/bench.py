@@ -1210,14 +1210,22 @@ def run_memory(args: argparse.Namespace, procs: Processes) -> int:
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu_model": model, "cores": cores, "command": command, "busy": "; ".join(busy),
             "keys": args.keys}
-    section = render_memory(rows, meta)
+    return write_section(args, "memory", render_memory(rows, meta), replace_memory_section, meta,
+                         rows, work, log)
+
+
+def write_section(args: argparse.Namespace, name: str, text: str, replace, meta: dict,
+                  rows: list, work: Path, log) -> int:
+    """Ends a run that makes one section of the report: `replace(report, text)` puts the
+    section in the report (which is made if there is none), the rows go to the JSON under
+    `name`, and the work directory goes."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     existing = args.out.read_text() if args.out.exists() else "# keygate benchmarks\n"
-    args.out.write_text(replace_memory_section(existing, section))
-    log(f"wrote the memory section of {args.out}")
+    args.out.write_text(replace(existing, text))
+    log(f"wrote the {name} section of {args.out}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "memory": rows}, indent=2))
-    print(section)
+    args.json.write_text(json.dumps({"meta": meta, name: rows}, indent=2))
+    print(text)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -1368,16 +1376,8 @@ def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Set
             "command": command.strip(),
             "valgrind": command_version(["valgrind", "--version"]),
             "git": git_describe()}
-    text = render_instructions(rows, meta)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    existing = args.out.read_text() if args.out.exists() else "# keygate benchmarks\n"
-    args.out.write_text(replace_instructions_section(existing, text))
-    log(f"wrote the instructions section of {args.out}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "instructions": rows}, indent=2))
-    print(text)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return write_section(args, "instructions", render_instructions(rows, meta),
+                         replace_instructions_section, meta, rows, work, log)
 
 
 def render_instructions(rows: list, meta: dict) -> str:
