@@ -359,7 +359,7 @@ impl Gate {
                 continue;
             };
             let name = source.header_name();
-            if matches!(source.extract(value, self.config.max_token_bytes), Ok(None))
+            if matches!(source.locate(value, self.config.max_token_bytes), Ok(None))
                 || self.owned_headers.iter().any(|owned| owned == name)
                 || stripped.iter().any(|(stripped, _)| stripped == name)
             {
