@@ -1347,8 +1347,9 @@ def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Set
         if args.warmup:
             run_wrk(wrk, args.load_cpu, envoy.port, config.token(setup), 4, args.warmup, work)
         counter = "http.bench.downstream_rq_completed"
-        callgrind_control("--zero", proc.pid)
+        # The counter is read outside the counted stretch, so the admin's work is not in it.
         before = envoy_counter(envoy, counter)
+        callgrind_control("--zero", proc.pid)
         sample, output = run_wrk(wrk, args.load_cpu, envoy.port, config.token(setup), 4,
                                  args.duration, work)
         callgrind_control("--instr=off", proc.pid)
@@ -1359,9 +1360,7 @@ def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Set
                              f"{sample.socket_errors} socket errors, {counter} {before} -> "
                              f"{after}\n{output}\n{tail(envoy_log, 15)}")
         procs.stop([proc])
-        # The admin's two stats reads are in the count too: a few hundred instructions against
-        # thousands of requests.
-        requests = after - before - 1
+        requests = after - before
         instructions = callgrind_totals(work, config.id)
         if requests <= 0:
             raise BenchError(f"{config.id} under callgrind: no request was answered")
