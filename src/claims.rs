@@ -5,9 +5,14 @@ use serde_json::{Map, Value};
 use crate::verify::Rejection;
 
 /// The header value of the claim at `path` (`["org", "id"]` for `org.id`): strings as they are,
-/// numbers and booleans as JSON writes them, arrays of those joined with `,`; absent, `null` and
-/// objects leave the header unset. A value that cannot be a header value makes the token
-/// malformed rather than silently drop an identity.
+/// numbers and booleans as JSON writes them, arrays of those joined with `,`; absent, `null`,
+/// objects, empty arrays and arrays holding anything but scalars leave the header unset.
+///
+/// The upstream must see the verified claim byte for byte, so a value that a header cannot
+/// carry exactly makes the token invalid rather than arrive changed: HTTP drops leading and
+/// trailing spaces and tabs (`" bob"` would arrive as `bob`), control characters cannot be sent
+/// or split the header, and an empty identity reads as none. An array element with a `,` would
+/// read as two elements once joined. Non-ASCII text is forwarded as its UTF-8 bytes.
 pub fn header_value(
     claims: &Map<String, Value>,
     path: &[String],
@@ -19,27 +24,40 @@ pub fn header_value(
     for name in rest {
         value = value.and_then(|v| v.get(name));
     }
-    let text = match value {
-        None | Some(Value::Null | Value::Object(_)) => return Ok(None),
+    match value {
+        None | Some(Value::Null | Value::Object(_)) => Ok(None),
         Some(Value::Array(items)) => {
-            let mut parts = Vec::with_capacity(items.len());
-            for item in items {
-                match scalar(item) {
-                    Some(part) => parts.push(part),
-                    None => return Ok(None),
+            let Some(parts) = items.iter().map(scalar).collect::<Option<Vec<_>>>() else {
+                return Ok(None);
+            };
+            let mut joined: Vec<String> = Vec::with_capacity(parts.len());
+            for part in parts {
+                if part.contains(',') {
+                    return Err(Rejection::UnrepresentableClaim);
                 }
+                joined.push(carried_exactly(part)?);
             }
-            parts.join(",")
+            Ok((!joined.is_empty()).then(|| joined.join(",")))
         }
         Some(other) => match scalar(other) {
-            Some(text) => text,
-            None => return Ok(None),
+            Some(text) => carried_exactly(text).map(Some),
+            None => Ok(None),
         },
-    };
-    if text.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-        return Err(Rejection::Malformed);
     }
-    Ok(Some(text))
+}
+
+/// `text`, if a header value carries it unchanged: not empty, no space or tab at either end, no
+/// control character (C0, DEL or C1).
+fn carried_exactly(text: String) -> Result<String, Rejection> {
+    let edge_whitespace = |c: Option<char>| matches!(c, Some(' ' | '\t'));
+    if text.is_empty()
+        || edge_whitespace(text.chars().next())
+        || edge_whitespace(text.chars().next_back())
+        || text.chars().any(char::is_control)
+    {
+        return Err(Rejection::UnrepresentableClaim);
+    }
+    Ok(text)
 }
 
 fn scalar(value: &Value) -> Option<String> {
@@ -92,16 +110,44 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_make_the_token_malformed() {
-        let claims = json!({"sub": "u\r\nx-admin: 1", "list": ["ok", "a\nb"]});
+    fn values_a_header_would_change_make_the_token_invalid() {
+        let claims = json!({
+            "lead_space": " bob", "trail_space": "bob ", "lead_tab": "\tbob", "trail_tab": "bob\t",
+            "blank": "   ", "empty": "", "inner_tab": "ali\tce", "crlf": "u\r\nx-admin: 1",
+            "nul": "a\u{0}b", "del": "a\u{7f}b", "c1": "a\u{85}b",
+            "list_crlf": ["ok", "a\nb"], "list_comma": ["a,b"], "list_space": ["a", " b"],
+            "list_empty_item": ["a", ""],
+        });
         let claims = claims.as_object().unwrap();
-        assert_eq!(
-            header_value(claims, &path("sub")),
-            Err(Rejection::Malformed)
-        );
-        assert_eq!(
-            header_value(claims, &path("list")),
-            Err(Rejection::Malformed)
-        );
+        for name in claims.keys() {
+            assert_eq!(
+                header_value(claims, &path(name)),
+                Err(Rejection::UnrepresentableClaim),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_a_header_carries_exactly_pass_as_they_are() {
+        let claims = json!({
+            "inner_space": "Ada Lovelace", "utf8": "jos\u{e9} \u{4e16}\u{754c}", "nbsp_edge": "\u{a0}bob",
+            "punctuation": "a;b=c\"d", "empty_list": [],
+        });
+        let claims = claims.as_object().unwrap();
+        let cases = [
+            ("inner_space", Some("Ada Lovelace")),
+            ("utf8", Some("jos\u{e9} \u{4e16}\u{754c}")),
+            ("nbsp_edge", Some("\u{a0}bob")),
+            ("punctuation", Some("a;b=c\"d")),
+            ("empty_list", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                header_value(claims, &path(name)),
+                Ok(expected.map(str::to_owned)),
+                "{name}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::jws::{JoseHeader, Jws};
 use crate::keys::{VerifyKey, secret_keys};
 use crate::metrics::Metrics;
 use crate::parked::Parked;
-use crate::path::normalize_path;
+use crate::path::{PathError, RoutePath};
 use crate::remote_jwks::JwksState;
 use crate::revocation::{Digest, RevocationStatus, digest, revocation_path};
 use crate::revocation_cache::RevocationCache;
@@ -128,8 +128,8 @@ pub enum DenyReason {
     InsufficientScope(String),
     /// A `deny` rule matched.
     ForbiddenRule,
-    /// The path cannot be normalised, so no rule can be trusted to match it.
-    BadPath,
+    /// Upstreams would read the path in different ways, so no rule can be trusted to match it.
+    BadPath(PathError),
 }
 
 /// A token that passed verification (now, or when it entered the token cache), with the
@@ -381,13 +381,14 @@ impl Gate {
         let path = head
             .path
             .and_then(|path| std::str::from_utf8(path).ok())
-            .ok_or(DenyReason::BadPath)?;
-        let normalized = normalize_path(path).map_err(|_| DenyReason::BadPath)?;
+            .ok_or(DenyReason::BadPath(PathError::BadEncoding))?;
         let method = head
             .method
             .and_then(|method| std::str::from_utf8(method).ok())
             .unwrap_or_default();
-        Ok(self.config.rules.action_for(&normalized, method))
+        RoutePath::parse(path)
+            .and_then(|path| self.config.rules.action_for(&path, method))
+            .map_err(DenyReason::BadPath)
     }
 
     /// The token the request carries. Several different tokens are refused, not guessed between.

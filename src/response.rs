@@ -56,14 +56,15 @@ impl DenyReason {
                 | Rejection::LifetimeTooLong
                 | Rejection::WrongIssuer
                 | Rejection::WrongAudience
-                | Rejection::MissingClaim,
+                | Rejection::MissingClaim
+                | Rejection::UnrepresentableClaim,
             ) => "invalid_claims",
             Self::Revoked => "revoked",
             Self::UnknownKey => "unknown_key",
             Self::Unavailable | Self::KeysUnavailable => "unavailable",
             Self::InsufficientScope(_) => "forbidden_scope",
             Self::ForbiddenRule => "forbidden_rule",
-            Self::BadPath => "bad_path",
+            Self::BadPath(_) => "bad_path",
         }
     }
 
@@ -150,11 +151,11 @@ impl DenyReason {
                 description: "this route is closed",
                 challenge: Challenge::None,
             },
-            Self::BadPath => Answer {
+            Self::BadPath(error) => Answer {
                 status: 400,
                 text: BAD_REQUEST_BODY,
                 error: "invalid_request",
-                description: "the request path cannot be normalised",
+                description: error.description(),
                 challenge: Challenge::None,
             },
             Self::Unavailable => Answer {
@@ -178,6 +179,7 @@ impl DenyReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::PathError;
 
     fn config(extra: &str) -> Config {
         let json = format!(
@@ -270,7 +272,11 @@ mod tests {
     fn rule_denials_bad_paths_and_outages_carry_no_challenge() {
         let cases = [
             (DenyReason::ForbiddenRule, 403, "Forbidden"),
-            (DenyReason::BadPath, 400, "Bad request"),
+            (
+                DenyReason::BadPath(PathError::EncodedDelimiter),
+                400,
+                "Bad request",
+            ),
             (
                 DenyReason::Unavailable,
                 503,

@@ -1,9 +1,11 @@
 //! Ordered route rules: the first rule whose pattern and methods match the request decides
 //! whether it goes through without a token, needs one, needs scopes too, or is refused.
 //!
-//! Rules see the path normalised by `path::normalize_path`, so patterns are written as such
-//! paths, and a pattern that no normalised path can equal (`/a//b`, `/a/../b`, `/%61`) is a
-//! configuration error rather than a rule that silently never matches. Paths and methods are
+//! Rules see the path as `path::RoutePath` reads it (escapes of ordinary characters decoded, the
+//! query dropped), so patterns are written as such paths, and a pattern that no such path can
+//! equal (`/a//b`, `/a/../b`, `/%61`, `/a;b`) is a configuration error rather than a rule that
+//! silently never matches. A request path whose reading without `;` parameters and repeated `/`
+//! would select another rule is refused: upstreams differ on those. Paths and methods are
 //! case-sensitive (RFC 3986 §6.2.2.1, RFC 9110 §9.1): on an upstream that reads them
 //! case-insensitively, list what is allowed and let a catch-all rule authenticate or deny the
 //! rest, rather than deny specific spellings.
@@ -17,7 +19,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::path::normalize_path;
+use crate::path::{PathError, RoutePath};
 use crate::scopes::validate_scope;
 
 const MAX_RULES: usize = 256;
@@ -170,7 +172,7 @@ impl fmt::Display for RuleError {
                 normalized: Some(normalized),
             } => write!(
                 f,
-                "`rules[{rule}].match.{kind}`: {value:?} can never match, as rules see normalised paths; write {normalized:?}"
+                "`rules[{rule}].match.{kind}`: {value:?} can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write {normalized:?}"
             ),
             Self::PatternNotNormal {
                 rule,
@@ -179,7 +181,7 @@ impl fmt::Display for RuleError {
                 normalized: None,
             } => write!(
                 f,
-                "`rules[{rule}].match.{kind}`: {value:?} can never match, as rules see normalised paths; write it percent-decoded, without '%', '#', '\\', control characters, or empty, '.' or '..' segments"
+                "`rules[{rule}].match.{kind}`: {value:?} can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write it percent-decoded, without '%', '?', '#', ';', '\\', control characters, or empty, '.' or '..' segments"
             ),
             Self::NoMethods { rule } => write!(
                 f,
@@ -228,12 +230,22 @@ impl Rules {
     }
 
     /// The action of the first rule matching the path and the method; `Authenticate` when none
-    /// does. The path must come from `path::normalize_path`; a request whose path it refuses
-    /// should be refused, not matched raw.
-    pub fn action_for(&self, normalized_path: &str, method: &str) -> &RuleAction {
+    /// does. Refused when the path read without its `;` parameters and repeated `/` (as some
+    /// upstreams read it) would get another action.
+    pub fn action_for(&self, path: &RoutePath<'_>, method: &str) -> Result<&RuleAction, PathError> {
+        let action = self.first_match(path.as_str(), method);
+        match path.lenient()? {
+            Some(lenient) if self.first_match(&lenient, method) != action => {
+                Err(PathError::Ambiguous)
+            }
+            _ => Ok(action),
+        }
+    }
+
+    fn first_match(&self, path: &str, method: &str) -> &RuleAction {
         self.0
             .iter()
-            .find(|rule| rule.matches(normalized_path, method))
+            .find(|rule| rule.matches(path, method))
             .map_or(&DEFAULT_ACTION, |rule| &rule.action)
     }
 }
@@ -290,8 +302,9 @@ impl RawRule {
     }
 }
 
-/// A pattern must be a path that normalisation leaves as it is: no normalised request path
-/// could match it otherwise. In a glob, wildcards stand in for plain characters in this check.
+/// A pattern must be a path that `RoutePath` reads as it is, with no `;` parameters or repeated
+/// `/`: no request path could match it otherwise. In a glob, wildcards stand in for plain
+/// characters in this check.
 fn check_pattern(rule: usize, kind: &'static str, value: String) -> Result<String, RuleError> {
     if !value.starts_with('/') {
         return Err(RuleError::PatternNotAbsolute { rule, kind, value });
@@ -302,23 +315,31 @@ fn check_pattern(rule: usize, kind: &'static str, value: String) -> Result<Strin
     } else {
         value.clone()
     };
-    match normalize_path(&path) {
-        Ok(normalized) if normalized == path => Ok(value),
-        result => {
-            // Suggest the normalised form only where it is a pattern meaning the same: not for
-            // a glob with wildcards (`path` is a stand-in), nor one that decoded to a wildcard.
-            let normalized = result.ok().filter(|n| {
-                path == value
-                    && normalize_path(n).as_ref() == Ok(n)
-                    && !(is_glob && n.contains(['*', '?']))
-            });
-            Err(RuleError::PatternNotNormal {
-                rule,
-                kind,
-                value,
-                normalized,
-            })
-        }
+    if let Some(reading) = pattern_reading(&path)
+        && reading == path
+    {
+        return Ok(value);
+    }
+    // Suggest what the pattern reads as only where that is a pattern meaning the same: not for
+    // a glob with wildcards (`path` is a stand-in), nor one that decoded to a wildcard.
+    let normalized = pattern_reading(&path)
+        .filter(|reading| path == value && !(is_glob && reading.contains(['*', '?'])))
+        .filter(|reading| pattern_reading(reading).as_ref() == Some(reading));
+    Err(RuleError::PatternNotNormal {
+        rule,
+        kind,
+        value,
+        normalized,
+    })
+}
+
+/// What a request path spelled as `pattern` is matched as: read once, then without `;`
+/// parameters and repeated `/`. `None` when such a request would be refused.
+fn pattern_reading(pattern: &str) -> Option<String> {
+    let path = RoutePath::parse(pattern).ok()?;
+    match path.lenient().ok()? {
+        Some(lenient) => Some(lenient),
+        None => Some(path.as_str().to_owned()),
     }
 }
 
@@ -548,19 +569,26 @@ mod tests {
             ("/", "GET", RuleAction::Authenticate),
         ];
         for (path, method, expected) in cases {
-            assert_eq!(rules.action_for(path, method), &expected, "{method} {path}");
+            assert_eq!(
+                rules.first_match(path, method),
+                &expected,
+                "{method} {path}"
+            );
         }
     }
 
     #[test]
     fn without_a_match_requests_authenticate() {
         let rules = rules(r#"[{"match": {"path": "/healthz"}, "action": "allow"}]"#);
-        assert_eq!(rules.action_for("/other", "GET"), &RuleAction::Authenticate);
+        assert_eq!(
+            rules.first_match("/other", "GET"),
+            &RuleAction::Authenticate
+        );
         for none in [Rules::from_config(None), Rules::from_config(Some(vec![]))] {
             let none = none.unwrap();
             assert!(none.is_empty());
             assert_eq!(
-                none.action_for("/healthz", "GET"),
+                none.first_match("/healthz", "GET"),
                 &RuleAction::Authenticate
             );
         }
@@ -576,8 +604,8 @@ mod tests {
               {"match": {"path": "/a/x"}, "action": "deny"}
             ]"#,
         );
-        assert_eq!(rules.action_for("/a/x", "DELETE"), &RuleAction::Deny);
-        assert_eq!(rules.action_for("/a/x", "GET"), &RuleAction::Allow);
+        assert_eq!(rules.first_match("/a/x", "DELETE"), &RuleAction::Deny);
+        assert_eq!(rules.first_match("/a/x", "GET"), &RuleAction::Allow);
     }
 
     #[test]
@@ -625,14 +653,14 @@ mod tests {
             let rules = glob(pattern);
             for path in *hits {
                 assert_eq!(
-                    rules.action_for(path, "GET"),
+                    rules.first_match(path, "GET"),
                     &RuleAction::Deny,
                     "{pattern} should match {path}"
                 );
             }
             for path in *misses {
                 assert_eq!(
-                    rules.action_for(path, "GET"),
+                    rules.first_match(path, "GET"),
                     &RuleAction::Authenticate,
                     "{pattern} should not match {path}"
                 );
@@ -714,7 +742,7 @@ mod tests {
     fn pathological_globs_finish_quickly() {
         let rules = glob("/**/*a*a*a*a*a*b/**/*a*a*a*a*b");
         let long = format!("/{}", ["a".repeat(200).as_str(); 50].join("/"));
-        assert_eq!(rules.action_for(&long, "GET"), &RuleAction::Authenticate);
+        assert_eq!(rules.first_match(&long, "GET"), &RuleAction::Authenticate);
     }
 
     #[test]
@@ -747,11 +775,15 @@ mod tests {
             ),
             (
                 r#"[{"match": {"prefix": "//admin"}, "action": "deny"}]"#,
-                "`rules[0].match.prefix`: \"//admin\" can never match, as rules see normalised paths; write \"/admin\"",
+                "`rules[0].match.prefix`: \"//admin\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write \"/admin\"",
             ),
             (
                 r#"[{"match": {"path": "/a/../admin"}, "action": "deny"}]"#,
-                "write \"/admin\"",
+                "without '%', '?', '#', ';', '\\', control characters, or empty, '.' or '..' segments",
+            ),
+            (
+                r#"[{"match": {"path": "/admin;x"}, "action": "deny"}]"#,
+                "`rules[0].match.path`: \"/admin;x\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write \"/admin\"",
             ),
             (
                 r#"[{"match": {"path": "/%61dmin"}, "action": "deny"}]"#,
@@ -759,7 +791,7 @@ mod tests {
             ),
             (
                 r#"[{"match": {"path": "/a\\b"}, "action": "deny"}]"#,
-                "write \"/a/b\"",
+                "write it percent-decoded",
             ),
             (
                 r#"[{"match": {"path": "/a?x=1"}, "action": "deny"}]"#,
@@ -775,19 +807,19 @@ mod tests {
             ),
             (
                 r#"[{"match": {"glob": "/a/./*"}, "action": "deny"}]"#,
-                "`rules[0].match.glob`: \"/a/./*\" can never match, as rules see normalised paths; write it percent-decoded",
+                "`rules[0].match.glob`: \"/a/./*\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write it percent-decoded",
             ),
             (
                 r#"[{"match": {"glob": "/a//**"}, "action": "deny"}]"#,
-                "`rules[0].match.glob`: \"/a//**\" can never match, as rules see normalised paths; write it percent-decoded",
+                "`rules[0].match.glob`: \"/a//**\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write it percent-decoded",
             ),
             (
                 r#"[{"match": {"glob": "/a//b"}, "action": "deny"}]"#,
-                "`rules[0].match.glob`: \"/a//b\" can never match, as rules see normalised paths; write \"/a/b\"",
+                "`rules[0].match.glob`: \"/a//b\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write \"/a/b\"",
             ),
             (
                 r#"[{"match": {"glob": "/a/%2A"}, "action": "deny"}]"#,
-                "`rules[0].match.glob`: \"/a/%2A\" can never match, as rules see normalised paths; write it percent-decoded",
+                "`rules[0].match.glob`: \"/a/%2A\" can never match, as rules see paths percent-decoded, without ';' parameters or repeated '/'; write it percent-decoded",
             ),
             (
                 r#"[{"match": {"path": "/a", "methods": []}, "action": "allow"}]"#,
@@ -892,43 +924,52 @@ mod tests {
         );
     }
 
-    /// Normalisation and rules together: every spelling of `/admin` reaches the admin rule, and
-    /// a path that cannot be read one way is refused before rules are consulted.
+    fn action(rules: &Rules, raw: &str) -> Result<RuleAction, PathError> {
+        let path = RoutePath::parse(raw)?;
+        rules.action_for(&path, "GET").cloned()
+    }
+
+    /// Reading and rules together: every spelling of `/admin` reaches the admin rule, and a path
+    /// that upstreams read in different ways is refused before rules are consulted.
     #[test]
-    fn path_tricks_reach_the_rule_that_protects_the_path() {
+    fn path_tricks_reach_the_rule_that_protects_the_path_or_are_refused() {
         let rules = rules(
             r#"[
               {"match": {"glob": "/admin/**"}, "action": "deny"},
               {"match": {"prefix": "/"}, "action": "allow"}
             ]"#,
         );
-        let tricks = [
+        let denied = [
             "/admin",
             "/admin/",
-            "//admin",
-            "/admin//users",
-            "/./admin",
-            "/a/../admin",
-            "/../admin/x",
             "/%61dmin",
-            "/a/%2e%2e/admin",
-            "/a%2F..%2Fadmin",
-            "/a\\..\\admin",
-            "/public/..%5cadmin",
             "/admin?x=/public",
-            "/admin/.",
-            "/public/%2E%2E/admin",
+            "/admin/x;y",
+            "/admin//users",
         ];
-        for raw in tricks {
-            let path = normalize_path(raw).unwrap();
-            assert_eq!(rules.action_for(&path, "GET"), &RuleAction::Deny, "{raw}");
+        for raw in denied {
+            assert_eq!(action(&rules, raw), Ok(RuleAction::Deny), "{raw}");
         }
-        for raw in ["/%2561dmin", "/%252e%252e/admin", "/%zz/admin", "*"] {
-            assert!(normalize_path(raw).is_err(), "{raw}");
+        let refused = [
+            ("//admin", PathError::Ambiguous),
+            ("/admin;x", PathError::Ambiguous),
+            ("/x/..;/admin", PathError::DotSegment),
+            ("/./admin", PathError::DotSegment),
+            ("/a/../admin", PathError::DotSegment),
+            ("/a/%2e%2e/admin", PathError::DotSegment),
+            ("/a%2F..%2Fadmin", PathError::EncodedDelimiter),
+            ("/public/..%5cadmin", PathError::EncodedDelimiter),
+            ("/public/..%3B/admin", PathError::EncodedDelimiter),
+            ("/a\\..\\admin", PathError::Backslash),
+            ("/%2561dmin", PathError::EncodedPercent),
+            ("/%zz/admin", PathError::BadEncoding),
+            ("*", PathError::NotOrigin),
+        ];
+        for (raw, error) in refused {
+            assert_eq!(action(&rules, raw), Err(error), "{raw}");
         }
         // Paths are case-sensitive: `/ADMIN` is another path. On an upstream that ignores case,
         // protect with an allow-list and a denying or authenticating catch-all instead.
-        let path = normalize_path("/ADMIN").unwrap();
-        assert_eq!(rules.action_for(&path, "GET"), &RuleAction::Allow);
+        assert_eq!(action(&rules, "/ADMIN"), Ok(RuleAction::Allow));
     }
 }

@@ -42,6 +42,8 @@ pub enum Rejection {
     MissingClaim,
     /// No configured provider takes this token (its issuer, source or algorithm).
     NoProvider,
+    /// A claim mapped to a header has a value no header carries unchanged (`claims::header_value`).
+    UnrepresentableClaim,
 }
 
 impl Rejection {
@@ -60,6 +62,7 @@ impl Rejection {
             Self::WrongAudience => "token audience is not accepted",
             Self::MissingClaim => "token lacks a required claim",
             Self::NoProvider => "no provider accepts this token",
+            Self::UnrepresentableClaim => "token has a claim no header can carry exactly",
         }
     }
 }
