@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::keys::{check_text, is_scope};
+use crate::keys::{check_identity, is_scope};
 use crate::store::{Condition, KeyFilter};
 
 /// Keeps only a digest of the token: comparing digests in constant time hides both the
@@ -154,10 +154,10 @@ fn edge_caller(headers: &HeaderMap, edge: &EdgeHeaders) -> Result<EdgeCaller, Ap
         Ok(Some(value.to_owned()))
     };
     let user_id = text(&edge.user)?.ok_or_else(|| bad(&format!("no {}", edge.user)))?;
-    check_text("user_id", &user_id).map_err(|_| bad(&format!("unusable {}", edge.user)))?;
+    check_identity("user_id", &user_id).map_err(|_| bad(&format!("unusable {}", edge.user)))?;
     let org_id = text(&edge.org)?.filter(|org| !org.is_empty());
     if let Some(org) = &org_id {
-        check_text("org_id", org).map_err(|_| bad(&format!("unusable {}", edge.org)))?;
+        check_identity("org_id", org).map_err(|_| bad(&format!("unusable {}", edge.org)))?;
     }
     let scopes = match text(&edge.payload)? {
         Some(payload) => payload_scopes(&payload)

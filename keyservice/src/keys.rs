@@ -27,6 +27,11 @@ pub enum ValidationError {
     TooLong(&'static str),
     #[error("{0} must not contain control characters")]
     ControlCharacters(&'static str),
+    #[error(
+        "{0} must not begin or end with whitespace: keygate passes it on in a request header, \
+         and HTTP drops a header value's leading and trailing spaces"
+    )]
+    EdgeWhitespace(&'static str),
     #[error("expires_in_seconds must be between 1 and 315360000 (10 years)")]
     ExpiresIn,
     #[error(
@@ -76,10 +81,10 @@ pub struct NewKey {
 impl NewKey {
     /// Checks every field; [`Signer::issue`] also de-duplicates the scopes.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        check_text("user_id", &self.user_id)?;
+        check_identity("user_id", &self.user_id)?;
         check_text("name", &self.name)?;
         if let Some(org_id) = &self.org_id {
-            check_text("org_id", org_id)?;
+            check_identity("org_id", org_id)?;
         }
         if let Some(secs) = self.expires_in_seconds
             && !(1..=MAX_EXPIRES_IN_SECONDS).contains(&secs)
@@ -132,6 +137,17 @@ pub fn check_text(field: &'static str, value: &str) -> Result<(), ValidationErro
     }
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters(field));
+    }
+    Ok(())
+}
+
+/// An identity (`user_id`, `org_id`): as [`check_text`], and no whitespace at either end. The
+/// filter refuses a token whose identity a header would not carry byte for byte, so such a key
+/// would be refused at the edge; and `" bob"` must not pass for `bob` anywhere.
+pub fn check_identity(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    check_text(field, value)?;
+    if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+        return Err(ValidationError::EdgeWhitespace(field));
     }
     Ok(())
 }
@@ -284,14 +300,14 @@ impl Signer {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             _ => return Err(ImportError::MissingUserId),
         };
-        check_text("user_id", &user_id)?;
+        check_identity("user_id", &user_id)?;
         // ComfyUI signs `org_id: undefined` (omitted) or null for personal keys; treat "" the same.
         let org_id = match claims.get("org_id") {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             _ => None,
         };
         if let Some(org_id) = &org_id {
-            check_text("org_id", org_id)?;
+            check_identity("org_id", org_id)?;
         }
         let expires_at = match claims.get("exp") {
             None | Some(Value::Null) => None,
@@ -422,6 +438,30 @@ mod tests {
                 ValidationError::ControlCharacters("user_id"),
             ),
             (
+                |k| k.user_id = "ali\tce".into(),
+                ValidationError::ControlCharacters("user_id"),
+            ),
+            (
+                |k| k.user_id = " bob".into(),
+                ValidationError::EdgeWhitespace("user_id"),
+            ),
+            (
+                |k| k.user_id = "bob\t".into(),
+                ValidationError::ControlCharacters("user_id"),
+            ),
+            (
+                |k| k.user_id = "bob ".into(),
+                ValidationError::EdgeWhitespace("user_id"),
+            ),
+            (
+                |k| k.user_id = "bob\u{a0}".into(),
+                ValidationError::EdgeWhitespace("user_id"),
+            ),
+            (
+                |k| k.org_id = Some("org_1 ".into()),
+                ValidationError::EdgeWhitespace("org_id"),
+            ),
+            (
                 |k| k.expires_in_seconds = Some(0),
                 ValidationError::ExpiresIn,
             ),
@@ -519,6 +559,29 @@ mod tests {
         assert!(matches!(
             signer.verify_import(&no_user),
             Err(ImportError::MissingUserId)
+        ));
+        for user_id in [" bob", "bob\t", "ali\tce"] {
+            let spaced = sign(
+                &serde_json::json!({"user_id": user_id}),
+                Algorithm::HS256,
+                SECRET,
+            );
+            let error = signer.verify_import(&spaced).unwrap_err();
+            assert!(
+                error.to_string().contains("user_id"),
+                "{user_id:?}: {error}"
+            );
+        }
+        let spaced_org = sign(
+            &serde_json::json!({"user_id": "u", "org_id": "org "}),
+            Algorithm::HS256,
+            SECRET,
+        );
+        assert!(matches!(
+            signer.verify_import(&spaced_org),
+            Err(ImportError::Claims(ValidationError::EdgeWhitespace(
+                "org_id"
+            )))
         ));
         let numeric_user = sign(&serde_json::json!({"user_id": 7}), Algorithm::HS256, SECRET);
         assert!(matches!(

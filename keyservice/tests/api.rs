@@ -220,6 +220,28 @@ async fn bad_bodies_get_json_errors_and_write_nothing(backend: Backend) {
         ("long name", with("name", json!(long)), VALUE),
         ("long org_id", with("org_id", json!(long)), VALUE),
         ("control character", with("user_id", json!("a\r\nb")), VALUE),
+        ("tab in user_id", with("user_id", json!("ali\tce")), VALUE),
+        // HTTP drops a header value's edge whitespace: the edge would pass " bob" on as "bob".
+        (
+            "leading space in user_id",
+            with("user_id", json!(" bob")),
+            VALUE,
+        ),
+        (
+            "trailing space in user_id",
+            with("user_id", json!("bob ")),
+            VALUE,
+        ),
+        (
+            "trailing tab in org_id",
+            with("org_id", json!("org\t")),
+            VALUE,
+        ),
+        (
+            "leading space in org_id",
+            with("org_id", json!(" org")),
+            VALUE,
+        ),
         ("expires zero", with("expires_in_seconds", json!(0)), VALUE),
         (
             "expires negative",
@@ -264,11 +286,16 @@ async fn bad_bodies_get_json_errors_and_write_nothing(backend: Backend) {
         let r = h.send(request).await;
         assert_eq!(r.status, status, "{what}: {}", r.text);
         assert_eq!(r.json["error"], code, "{what}: {}", r.text);
-        assert!(
-            !r.json["message"].as_str().unwrap().is_empty(),
-            "{what}: {}",
-            r.text
-        );
+        let message = r.json["message"].as_str().unwrap();
+        assert!(!message.is_empty(), "{what}: {}", r.text);
+        if code == VALUE {
+            let fields = ["user_id", "org_id", "name", "expires_in_seconds"];
+            assert!(
+                fields.iter().any(|field| message.contains(field)),
+                "{what}: the message names no field: {}",
+                r.text
+            );
+        }
         assert_eq!(h.row_count().await, 0, "{what} wrote a row");
     }
 }

@@ -247,3 +247,31 @@ fn envoy_ext_authz_gets_keygates_decisions_from_keyservice() {
         assert!(!log.contains(secret), "{log}");
     }
 }
+
+/// A non-ASCII identity reaches the upstream byte for byte, as through the filter; a header
+/// the authorization answer left out would have let the client's own copy through.
+#[test]
+fn a_non_ascii_identity_replaces_the_clients_copy() {
+    let rig = start();
+    let (_, key) = issue(
+        &rig,
+        json!({"user_id": "jos\u{e9}", "org_id": "\u{4e16}\u{754c}", "name": "k"}),
+    );
+    let a = call(
+        &rig,
+        "GET",
+        "/hello",
+        &[
+            ("authorization", &format!("Bearer {key}")),
+            ("x-user-id", "mallory"),
+            ("x-org-id", "evil"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}\n{}", a.text, rig.envoy.log());
+    let seen = a.upstream_headers();
+    assert_eq!(
+        (&seen["x-user-id"], &seen["x-org-id"]),
+        (&json!("jos\u{e9}"), &json!("\u{4e16}\u{754c}")),
+        "{seen}"
+    );
+}

@@ -90,18 +90,26 @@ fn respond(verdict: Verdict) -> Response {
     let status = StatusCode::from_u16(verdict.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, Body::from(verdict.body)).into_response();
     let out = response.headers_mut();
+    let mut remove = verdict.remove;
     for (name, value) in verdict.headers {
-        // keygate validated header names and values when it parsed its configuration and
-        // the claims; one that still does not fit is left out rather than answered with 500.
-        if let (Ok(name), Ok(value)) = (
+        // The filter validated names and values (a claim a header cannot carry exactly makes the
+        // token invalid), so every one fits in practice. One that does not is removed rather
+        // than left out, so that a client's own copy cannot take its place.
+        match (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
+            HeaderValue::from_bytes(value.as_bytes()),
         ) {
-            out.insert(name, value);
+            (Ok(name), Ok(value)) => {
+                out.insert(name, value);
+            }
+            _ => {
+                tracing::error!(header = %name, "identity header value cannot be sent; removing it");
+                remove.push(name);
+            }
         }
     }
-    if !verdict.remove.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&verdict.remove.join(","))
+    if !remove.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&remove.join(","))
     {
         out.insert(HEADERS_TO_REMOVE, value);
     }
