@@ -66,6 +66,8 @@ pub enum ConfigError {
     /// Top-level provider fields next to `providers`.
     MixedForms {
         field: &'static str,
+        /// The field's name inside a provider.
+        inside: &'static str,
     },
     KeyMaterial {
         field: String,
@@ -156,9 +158,9 @@ impl fmt::Display for ConfigError {
             Self::DuplicateProvider { field, name } => {
                 write!(f, "`{field}`: provider name {name:?} is used twice")
             }
-            Self::MixedForms { field } => write!(
+            Self::MixedForms { field, inside } => write!(
                 f,
-                "`{field}`: with `providers`, set this inside each provider instead"
+                "`{field}`: with `providers`, set `{inside}` inside each provider instead"
             ),
             Self::KeyMaterial { field } => write!(
                 f,

@@ -219,13 +219,17 @@ impl RawConfig {
         };
         let providers = match self.providers {
             Some(raw) => {
-                for (present, field) in [
-                    (self.secret.is_some(), "secret"),
-                    (self.algorithms.is_some(), "algorithms"),
-                    (self.strip_authorization.is_some(), "strip_authorization"),
+                for (present, field, inside) in [
+                    (self.secret.is_some(), "secret", "secret"),
+                    (self.algorithms.is_some(), "algorithms", "algorithms"),
+                    (
+                        self.strip_authorization.is_some(),
+                        "strip_authorization",
+                        "strip_source",
+                    ),
                 ] {
                     if present {
-                        return Err(ConfigError::MixedForms { field });
+                        return Err(ConfigError::MixedForms { field, inside });
                     }
                 }
                 if raw.is_empty() {

@@ -347,7 +347,11 @@ fn errors_name_the_field() {
         (r#"{"providers":[]}"#, "`providers`: the list is empty"),
         (
             r#"{"secret":{"inline":"a"},"providers":[{"name":"x","secret":{"inline":"a"}}],"revocation":{"cluster":"k"}}"#,
-            "`secret`: with `providers`",
+            "`secret`: with `providers`, set `secret` inside each provider instead",
+        ),
+        (
+            r#"{"strip_authorization":true,"providers":[{"name":"x","secret":{"inline":"a"}}],"revocation":{"cluster":"k"}}"#,
+            "`strip_authorization`: with `providers`, set `strip_source` inside each provider instead",
         ),
         (
             r#"{"providers":[{"name":"x","secret":{"inline":"a"}},{"name":"x","secret":{"inline":"b"}}],"revocation":{"cluster":"k"}}"#,
