@@ -1201,6 +1201,9 @@ fn manifests_are_kubernetes_objects_of_known_kinds() {
             ("extensions.istio.io/v1alpha1", "WasmPlugin") => {
                 validate_wasmplugin(object).map_err(|errors| errors.join("; "))
             }
+            // Istio's EnvoyFilter CRD leaves the patch free-form; the test below checks what
+            // it patches with Envoy itself.
+            ("networking.istio.io/v1alpha3", "EnvoyFilter") => Ok(()),
             _ => Err(format!("unknown kind {api_version}/{kind}")),
         };
         if let Err(err) = result {
@@ -1607,6 +1610,107 @@ fn wasmplugin_plugin_config_is_a_valid_keygate_config() {
         "the pluginConfig should need {SECRET_VAR} from the environment"
     );
     assert_eq!(at(&plugin, "spec.pluginConfig.secret.env"), SECRET_VAR);
+}
+
+/// The HttpConnectionManager options keygate relies on (README, "Paths and headers as the
+/// upstream reads them"), as every shipped configuration sets them.
+fn hardening_options() -> Value {
+    json!({
+        "normalize_path": true,
+        "merge_slashes": true,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"}
+    })
+}
+
+fn connection_manager(bootstrap: &Value) -> &Value {
+    at(
+        bootstrap,
+        "static_resources.listeners.0.filter_chains.0.filters.0.typed_config",
+    )
+}
+
+#[test]
+fn every_shipped_envoy_config_sets_the_path_and_header_options() {
+    for config in envoy_configs() {
+        let manager = connection_manager(&config.document);
+        for (option, value) in hardening_options().as_object().unwrap() {
+            assert_eq!(
+                &manager[option],
+                value,
+                "{}: {option} (README, \"Paths and headers as the upstream reads them\")",
+                relative(&config.path)
+            );
+        }
+    }
+}
+
+/// JSON merge as Istio's `MERGE` patch does it for these fields: objects field by field.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(into), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(into.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (into, patch) => *into = patch.clone(),
+    }
+}
+
+#[test]
+fn istio_envoyfilter_sets_the_options_on_the_wasmplugins_connection_manager() {
+    let manifests = manifests();
+    let filters: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| m.kind() == "EnvoyFilter")
+        .collect();
+    assert_eq!(filters.len(), 1, "one EnvoyFilter in deploy/istio");
+    let filter = &filters[0].object;
+    let plugin = wasmplugin();
+    assert_eq!(
+        at(filter, "spec.workloadSelector.labels"),
+        at(&plugin, "spec.selector.matchLabels"),
+        "the EnvoyFilter must select the WasmPlugin's pods"
+    );
+    let [patch] = at(filter, "spec.configPatches")
+        .as_array()
+        .unwrap()
+        .as_slice()
+    else {
+        panic!("one config patch")
+    };
+    assert_eq!(patch["applyTo"], "NETWORK_FILTER");
+    assert_eq!(at(patch, "match.context"), "SIDECAR_INBOUND");
+    assert_eq!(
+        at(patch, "match.listener.portNumber"),
+        at(&plugin, "spec.match.0.ports.0.number"),
+        "the EnvoyFilter must patch the port the WasmPlugin runs on"
+    );
+    assert_eq!(
+        at(patch, "match.listener.filterChain.filter.name"),
+        "envoy.filters.network.http_connection_manager"
+    );
+    assert_eq!(at(patch, "patch.operation"), "MERGE");
+    // Merged into a connection manager without the options, it gives the shipped ones, and Envoy
+    // accepts the result.
+    let mut bootstrap = yaml_file("envoy/envoy.yaml").remove(0);
+    let manager =
+        &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+    for option in hardening_options().as_object().unwrap().keys() {
+        manager["typed_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove(option);
+    }
+    merge(manager, at(patch, "patch.value"));
+    for (option, value) in hardening_options().as_object().unwrap() {
+        assert_eq!(&manager["typed_config"][option], value, "{option}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("patched.yaml");
+    fs::write(&file, serde_json::to_string(&bootstrap).unwrap()).unwrap();
+    let output = envoy_validate(&support::bins().envoy, &file, Some(support::SECRET));
+    assert!(output.status.success(), "{}", describe(&output));
 }
 
 #[test]

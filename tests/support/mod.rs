@@ -238,6 +238,99 @@ pub fn envoy_config(
     })
 }
 
+/// A shipped Envoy configuration (YAML, relative to the repository root) as JSON.
+pub fn shipped_bootstrap(relative: &str) -> Value {
+    let path = repo_root().join(relative);
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|err| panic!("{relative} is not YAML: {err}"))
+}
+
+/// Moves a bootstrap onto loopback for a test, changing nothing else: the admin interface and
+/// every listener on 127.0.0.1 port 0 (the admin added where the bootstrap has none), cluster
+/// `keyservice` to `keyservice`, every other cluster to `echo`, and the keygate module loaded
+/// from `wasm`.
+pub fn loopback_bootstrap(
+    mut config: Value,
+    wasm: &Path,
+    echo: SocketAddr,
+    keyservice: SocketAddr,
+) -> Value {
+    let any_port = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
+    config["admin"]["address"] = any_port.clone();
+    config["stats_flush_interval"] = json!("1s");
+    let resources = &mut config["static_resources"];
+    for listener in resources["listeners"].as_array_mut().into_iter().flatten() {
+        listener["address"] = any_port.clone();
+    }
+    for cluster in resources["clusters"].as_array_mut().into_iter().flatten() {
+        let name = cluster["name"].as_str().unwrap_or_default().to_owned();
+        let addr = if name == "keyservice" {
+            keyservice
+        } else {
+            echo
+        };
+        cluster["type"] = json!("STATIC");
+        cluster["load_assignment"] = json!({
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(addr)}}]}]
+        });
+    }
+    for filter in wasm_filters_mut(&mut config) {
+        filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+            json!(wasm.display().to_string());
+    }
+    config
+}
+
+const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The HTTP filter list of every HTTP connection manager of a bootstrap's listeners.
+fn http_filter_lists_mut(config: &mut Value) -> Vec<&mut Vec<Value>> {
+    let mut lists = Vec::new();
+    let listeners = config["static_resources"]["listeners"].as_array_mut();
+    for listener in listeners.into_iter().flatten() {
+        let chains = listener["filter_chains"].as_array_mut();
+        for chain in chains.into_iter().flatten() {
+            for network in chain["filters"].as_array_mut().into_iter().flatten() {
+                lists.extend(network["typed_config"]["http_filters"].as_array_mut());
+            }
+        }
+    }
+    lists
+}
+
+/// Every Wasm HTTP filter of a bootstrap's listeners.
+fn wasm_filters_mut(config: &mut Value) -> Vec<&mut Value> {
+    http_filter_lists_mut(config)
+        .into_iter()
+        .flatten()
+        .filter(|filter| filter["typed_config"]["@type"] == WASM_FILTER)
+        .collect()
+}
+
+/// The bootstrap without keygate: Envoy as it would forward requests with no filter deciding.
+pub fn without_keygate(config: &Value) -> Value {
+    let mut config = config.clone();
+    for filters in http_filter_lists_mut(&mut config) {
+        filters.retain(|filter| filter["typed_config"]["@type"] != WASM_FILTER);
+    }
+    config
+}
+
+/// Changes keygate's plugin configuration (the JSON in its `StringValue`) in a bootstrap.
+pub fn edit_plugin_config(config: &mut Value, edit: impl Fn(&mut Value)) {
+    let filters = wasm_filters_mut(config);
+    assert!(!filters.is_empty(), "the bootstrap has no Wasm filter");
+    for filter in filters {
+        let value = &mut filter["typed_config"]["config"]["configuration"]["value"];
+        let mut plugin: Value = serde_json::from_str(value.as_str().unwrap_or_default())
+            .unwrap_or_else(|err| panic!("keygate's configuration is not JSON: {err}"));
+        edit(&mut plugin);
+        *value = json!(plugin.to_string());
+    }
+}
+
 /// Adds a STATIC cluster `name` → `addr` to an Envoy bootstrap made by [`envoy_config`] (e.g.
 /// `idp`, the test identity provider the filter fetches a JWKS from).
 pub fn add_cluster(config: &mut Value, name: &str, addr: SocketAddr) {
@@ -706,6 +799,8 @@ pub struct RigBuilder {
     clusters: Vec<(String, SocketAddr)>,
     /// The virtual host's routes, when not the single catch-all to `echo`.
     routes: Option<Value>,
+    /// A whole Envoy bootstrap of the test's own, in place of [`envoy_config`].
+    bootstrap: Option<Value>,
 }
 
 impl RigBuilder {
@@ -761,6 +856,15 @@ impl RigBuilder {
         self
     }
 
+    /// Runs Envoy with this bootstrap (e.g. a shipped configuration, [`shipped_bootstrap`]) instead
+    /// of [`envoy_config`]'s, moved onto loopback by [`loopback_bootstrap`]: cluster `keyservice`
+    /// goes to the rig's keyservice, every other cluster to echo-upstream. The plugin
+    /// configuration is the bootstrap's own.
+    pub fn bootstrap(mut self, bootstrap: Value) -> Self {
+        self.bootstrap = Some(bootstrap);
+        self
+    }
+
     /// Starts echo-upstream, keyservice and Envoy; returns once Envoy is ready.
     pub fn start(self) -> Rig {
         let bins = bins();
@@ -779,7 +883,12 @@ impl RigBuilder {
             RevocationTarget::Keyservice => keyservice.addr,
             RevocationTarget::At(addr) => addr,
         };
-        let mut config = envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config);
+        let mut config = match self.bootstrap {
+            Some(bootstrap) => {
+                loopback_bootstrap(bootstrap, &bins.wasm, echo_addr, revocation_addr)
+            }
+            None => envoy_config(&bins.wasm, echo_addr, revocation_addr, &self.plugin_config),
+        };
         for (name, addr) in &self.clusters {
             add_cluster(&mut config, name, *addr);
         }
@@ -916,6 +1025,7 @@ impl Rig {
             keyservice_args: Vec::new(),
             clusters: Vec::new(),
             routes: None,
+            bootstrap: None,
         }
     }
 
