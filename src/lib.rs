@@ -39,6 +39,8 @@ pub mod verify;
 mod test_keys;
 #[cfg(test)]
 mod test_rng;
+#[cfg(test)]
+mod wycheproof_tests;
 
 #[cfg(target_arch = "wasm32")]
 mod plugin;

@@ -178,3 +178,202 @@ fn radix_conversion_round_trips() {
         }
     }
 }
+
+// Worst cases of the carry margin. A column of `reduce_columns` adds up to `2·count` products of
+// two limbs and a carry in a `u64`. In real use the quotient digits and Montgomery-form operands
+// are effectively random, so columns stay near half of that, and random tests never show whether
+// the margin holds. Below: the bound for every size; the largest columns driven through
+// `reduce_columns` at the largest modulus of each limb width; all-ones operands and moduli
+// through `multiply`, `square` and `pow`. The column sums use plain `+` and `*` (`wrapping_*` is
+// only in the Newton inverse, modulo 2^64 by design, and in `reduce_once`'s borrow), so with
+// overflow checks on (Cargo.toml's `[profile.test]`) an overflow panics; each test also checks
+// its result exactly, so a wrapped sum fails even in a build without them.
+
+/// `2^bits - 1`, big-endian: every limb of the modulus all ones.
+fn all_ones(bits: u64) -> Vec<u8> {
+    let bytes = bits.div_ceil(8) as usize;
+    let mut number = vec![0xff; bytes];
+    number[0] >>= bytes as u64 * 8 - bits;
+    number
+}
+
+/// Little-endian limbs of `bits` bits as a number; a limb may hold more (a carry, a column).
+fn from_limbs(limbs: &[u64], bits: u32) -> BigUint {
+    limbs
+        .iter()
+        .rev()
+        .fold(BigUint::from(0u32), |number, &limb| {
+            (number << bits as usize) + limb
+        })
+}
+
+/// The largest modulus of each limb width up to the largest RSA modulus, and the sizes beside
+/// them: where the columns are longest for their width.
+fn widest_sizes() -> Vec<u64> {
+    let max = crate::rsa_pkcs1::MAX_MODULUS_BITS;
+    let mut sizes = vec![];
+    for bits in 2..=max {
+        if bits == max || limb_bits(bits) != limb_bits(bits + 1) {
+            sizes.extend([bits - 1, bits, bits + 1]);
+        }
+    }
+    sizes.retain(|&bits| bits <= max);
+    sizes.dedup();
+    sizes
+}
+
+/// `Modulus::new`'s limb count: enough limbs for the modulus and two spare bits.
+fn limb_count(bits: u64) -> u64 {
+    (bits + 2).div_ceil(u64::from(limb_bits(bits)))
+}
+
+/// The largest value any column of `reduce_columns` can reach with `count` limbs of `bits`
+/// bits, every factor of every product at `2^bits - 1` (`None` past `u128`, which no size
+/// approaches).
+fn column_bound(bits: u32, count: u64) -> Option<u128> {
+    let square = ((1u128 << bits) - 1).pow(2);
+    let mut carry = 0u128;
+    let mut peak = 0u128;
+    // Column k adds 2k + 2 products below R, 2·(2·count - 1 - k) above.
+    for k in 0..2 * count - 1 {
+        let products = if k < count {
+            2 * k + 2
+        } else {
+            2 * (2 * count - 1 - k)
+        };
+        let column = carry.checked_add(u128::from(products).checked_mul(square)?)?;
+        peak = peak.max(column);
+        carry = column >> bits;
+    }
+    Some(peak)
+}
+
+#[test]
+fn the_column_bound_fits_a_u64_at_every_allowed_size() {
+    for bits in 2..=crate::rsa_pkcs1::MAX_MODULUS_BITS {
+        let peak = column_bound(limb_bits(bits), limb_count(bits)).unwrap();
+        assert!(peak < 1 << 64, "{bits} bits: columns up to {peak:#x}");
+    }
+    // The bound has teeth: 28-bit limbs would not do for the largest modulus.
+    let count = (crate::rsa_pkcs1::MAX_MODULUS_BITS + 2).div_ceil(28);
+    assert!(column_bound(28, count).unwrap() >= 1 << 64);
+}
+
+#[test]
+fn the_largest_possible_columns_do_not_overflow() {
+    for bits in widest_sizes() {
+        let modulus = Modulus::new(&all_ones(bits)).unwrap();
+        let count = modulus.limbs.len();
+        assert_eq!(count as u64, limb_count(bits), "{bits} bits");
+        let (width, mask) = (modulus.bits, u128::from(modulus.mask));
+        let n: Vec<u128> = modulus.limbs.iter().map(|&limb| u128::from(limb)).collect();
+        // Each product column as if every limb of both factors were all ones, less what makes
+        // the column's low limb pick an all-ones quotient digit: the next columns then add
+        // all-ones multiples of the modulus too. Found by running the columns here in u128.
+        // The digit is `low·inverse mod 2^bits`, so the low limb wanted is `mask·inverse⁻¹`,
+        // and `inverse⁻¹ = -n[0]` (all ones here too).
+        let wanted = (mask * ((1 << width) - n[0])) & mask;
+        let mut columns = vec![0u64; 2 * count - 1];
+        let mut column = 0u128;
+        let mut peak = 0u128;
+        for (k, product_column) in columns.iter_mut().enumerate() {
+            let low = (k + 1).saturating_sub(count);
+            let full = (k + 1 - 2 * low) as u128 * mask * mask;
+            if k < count {
+                // The multiples of the digits before, then the column's own digit.
+                let before = column + full + (0..k).map(|i| mask * n[k - i]).sum::<u128>();
+                let adjust = (before - wanted) & mask;
+                *product_column = u64::try_from(full - adjust).unwrap();
+                column = before - adjust + mask * n[0];
+            } else {
+                *product_column = u64::try_from(full).unwrap();
+                column += full + (low..count).map(|i| mask * n[k - i]).sum::<u128>();
+            }
+            peak = peak.max(column);
+            column >>= width;
+        }
+
+        let mut m = vec![0; count];
+        let mut out = vec![0; count];
+        modulus.reduce_columns(|_, k| columns[k], &mut m, &mut out);
+        assert!(
+            m.iter().all(|&digit| u128::from(digit) == mask),
+            "{bits} bits"
+        );
+        // Exact: the columns' sum plus m·n is out·R, as Montgomery reduction defines it.
+        let r = BigUint::from(1u32) << (width as usize * count);
+        assert!(
+            from_limbs(&columns, width) + from_limbs(&m, width) * from_limbs(&modulus.limbs, width)
+                == from_limbs(&out, width) * r,
+            "{bits} bits"
+        );
+        assert!(peak < 1 << 64, "{bits} bits: a column reaches {peak:#x}");
+        // Within 5% of 2^64 at the largest size of the narrower width: the margin is thin by
+        // design, and this is the case that would cross it.
+        if limb_bits(bits) != limb_bits(bits + 1) {
+            assert!(peak > (1 << 64) / 100 * 95, "{bits} bits: {peak:#x}");
+        }
+    }
+}
+
+#[test]
+fn products_and_squares_of_all_ones_limbs_are_exact() {
+    for bits in widest_sizes() {
+        let modulus = Modulus::new(&all_ones(bits)).unwrap();
+        let count = modulus.limbs.len();
+        let width = modulus.bits;
+        // Every limb at its largest, the top one too: more than any operand below 2·modulus.
+        let a = vec![modulus.mask; count];
+        let a_value = from_limbs(&a, width);
+        let n = from_limbs(&modulus.limbs, width);
+        let r = BigUint::from(1u32) << (width as usize * count);
+        let mut m = vec![0; count];
+        let mut out = vec![0; count];
+        modulus.multiply(&a, &a, &mut m, &mut out);
+        assert!(
+            &a_value * &a_value + from_limbs(&m, width) * &n == from_limbs(&out, width) * &r,
+            "{bits} bits: multiply"
+        );
+        modulus.square(&a, &mut m, &mut out);
+        assert!(
+            &a_value * &a_value + from_limbs(&m, width) * &n == from_limbs(&out, width) * &r,
+            "{bits} bits: square"
+        );
+    }
+}
+
+#[test]
+fn powers_modulo_all_ones_at_the_widest_sizes_match() {
+    for bits in widest_sizes() {
+        let modulus = all_ones(bits);
+        let prepared = Modulus::new(&modulus).unwrap();
+        let n = BigUint::from_bytes_be(&modulus);
+        let len = modulus.len();
+        // n - 1 is all ones but the lowest bit.
+        for base in [
+            &n - 1u32,
+            &n - 2u32,
+            BigUint::from(1u32) << (bits as usize - 1),
+        ] {
+            let base = padded(&base, len);
+            for exponent in [3, 65537, (1 << 33) - 1] {
+                assert_eq!(
+                    prepared.pow(&base, exponent).unwrap(),
+                    expected(&base, exponent, &modulus),
+                    "{bits} bits, exponent {exponent}"
+                );
+            }
+        }
+    }
+}
+
+/// What makes an overflow in the tests above a failure rather than a wrong number.
+#[test]
+fn overflow_checks_are_on_in_test_builds() {
+    let overflowed =
+        std::panic::catch_unwind(|| std::hint::black_box(u64::MAX) + std::hint::black_box(1));
+    assert!(
+        overflowed.is_err(),
+        "build the tests with overflow-checks = true"
+    );
+}
