@@ -233,3 +233,37 @@ fn with_envoys_default_underscore_handling_a_forged_x_user_id_would_arrive() {
         "{received:?}"
     );
 }
+
+/// The same over HTTP/2 (h2c, prior knowledge, by curl): header names arrive lowercase, and
+/// underscore spellings are dropped as over HTTP/1.1.
+#[test]
+fn over_http2_no_spelling_of_an_identity_header_reaches_the_upstream_either() {
+    let rig = Rig::builder().bootstrap(shipped()).start();
+    let bob = token(json!({"user_id": "bob"}));
+    let mut command = std::process::Command::new("curl");
+    command.args([
+        "-sS",
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ]);
+    command.args(["-H", &format!("authorization: {bob}")]);
+    for forged in FORGED {
+        command.args(["-H", &format!("{forged}: mallory")]);
+    }
+    let output = command
+        .arg(format!("http://{}/", rig.listener))
+        .output()
+        .expect("running curl (Debian package curl) for HTTP/2");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status_line) = text.rsplit_once('\n').expect("curl's output and status");
+    let status = status_line
+        .strip_suffix(" 2")
+        .unwrap_or_else(|| panic!("not HTTP/2: {text}"));
+    let reply = Reply {
+        status: status.parse().unwrap(),
+        headers: Default::default(),
+        body: body.to_owned(),
+    };
+    expect_identity(&reply, &[("x-user-id", "bob")]).unwrap();
+}

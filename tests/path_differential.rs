@@ -619,3 +619,57 @@ fn every_spelling_is_refused_or_gets_the_rule_of_the_path_the_upstream_receives(
         failures.join("\n")
     );
 }
+
+/// HTTP/2 (h2c, prior knowledge) gets the answers HTTP/1.1 gets: Envoy's path handling and
+/// keygate's reading do not depend on the protocol. curl sends the paths as they are
+/// (`--path-as-is`); the ones it cannot send (a `#`, a space, a `\`, non-ASCII) are left out.
+#[test]
+fn http2_gets_the_answers_http1_gets() {
+    let rig = Rig::builder()
+        .bootstrap(with_rules(shipped_bootstrap("envoy/envoy.yaml")))
+        .start();
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for path in corpus().iter().filter(|path| {
+        path.starts_with('/')
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'#' && b != b'\\')
+    }) {
+        let http1 = rig.raw_request("GET", path, &[]);
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--http2-prior-knowledge", "--path-as-is", "-o", "-"])
+            .args(["-w", "\n%{http_code} %{http_version}"])
+            .arg(format!("http://{}{path}", rig.listener))
+            .output()
+            .expect("running curl (Debian package curl) for HTTP/2");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let Some((body, status_line)) = text.rsplit_once('\n') else {
+            failures.push(format!(
+                "{path:?}: curl printed {text:?} {:?}",
+                output.stderr
+            ));
+            continue;
+        };
+        let Some(status) = status_line.strip_suffix(" 2") else {
+            failures.push(format!("{path:?}: not HTTP/2: {status_line:?}"));
+            continue;
+        };
+        // The echo's JSON differs by protocol (headers); the status and keygate's bodies do not.
+        let same_body = http1.status == 200 || body == http1.body;
+        if status != http1.status.to_string() || !same_body {
+            failures.push(format!(
+                "{path:?}: HTTP/2 {status} {body:?}, HTTP/1.1 {}",
+                http1.describe()
+            ));
+        }
+        compared += 1;
+    }
+    assert!(compared > 900, "only {compared} paths compared");
+    assert!(
+        failures.is_empty(),
+        "{} paths answered differently over HTTP/2:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
