@@ -156,7 +156,17 @@ fn json_denials() {
             &rig.raw_request("GET", "/%2561dmin", &[]),
             400,
             "invalid_request",
-            "the request path cannot be normalised",
+            "request path has an encoded '%' (%25)",
+            None,
+        ),
+    );
+    cases.check(
+        "an encoded slash: 400 invalid_request naming it",
+        expect_json(
+            &rig.raw_request("GET", "/atk/..%2Fhealthz", &[]),
+            400,
+            "invalid_request",
+            "request path has an encoded '/', '\\', ';', '?' or '#' (%2F, %5C, %3B, %3F, %23)",
             None,
         ),
     );

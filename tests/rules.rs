@@ -50,7 +50,7 @@ fn expect_forbidden(reply: &Reply) -> Result<(), String> {
     expect_no_challenge(reply)
 }
 
-/// 400 `Bad request` (a path that cannot be normalised).
+/// 400 `Bad request` (a path that upstreams read in different ways).
 fn expect_bad_request(reply: &Reply) -> Result<(), String> {
     expect_status(reply, 400)?;
     expect_body(reply, "Bad request")?;
