@@ -378,10 +378,9 @@ impl Gate {
         if !self.needs_route() {
             return Ok(AUTHENTICATE);
         }
-        let path = head
-            .path
-            .and_then(|path| std::str::from_utf8(path).ok())
-            .ok_or(DenyReason::BadPath(PathError::BadEncoding))?;
+        let path = head.path.ok_or(DenyReason::BadPath(PathError::NotOrigin))?;
+        let path =
+            std::str::from_utf8(path).map_err(|_| DenyReason::BadPath(PathError::BadEncoding))?;
         let method = head
             .method
             .and_then(|method| std::str::from_utf8(method).ok())

@@ -42,20 +42,6 @@ pub enum PathError {
 }
 
 impl PathError {
-    /// Every error, for tests and stats.
-    pub const ALL: [Self; 8] = [
-        Self::NotOrigin,
-        Self::Fragment,
-        Self::BadEncoding,
-        Self::EncodedPercent,
-        Self::EncodedDelimiter,
-        Self::Backslash,
-        Self::DotSegment,
-        Self::Ambiguous,
-    ];
-}
-
-impl PathError {
     /// Why the path is refused, for the 400's `error_description` and logs.
     pub fn description(self) -> &'static str {
         match self {

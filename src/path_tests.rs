@@ -119,7 +119,16 @@ fn lenient_reading_drops_parameters_and_merges_slashes() {
 
 #[test]
 fn errors_read_as_reasons() {
-    for error in PathError::ALL {
+    for error in [
+        PathError::NotOrigin,
+        PathError::Fragment,
+        PathError::BadEncoding,
+        PathError::EncodedPercent,
+        PathError::EncodedDelimiter,
+        PathError::Backslash,
+        PathError::DotSegment,
+        PathError::Ambiguous,
+    ] {
         let text = error.to_string();
         assert!(text.starts_with("request path "), "{text}");
     }

@@ -315,14 +315,13 @@ fn check_pattern(rule: usize, kind: &'static str, value: String) -> Result<Strin
     } else {
         value.clone()
     };
-    if let Some(reading) = pattern_reading(&path)
-        && reading == path
-    {
+    let reading = pattern_reading(&path);
+    if reading.as_deref() == Some(path.as_str()) {
         return Ok(value);
     }
     // Suggest what the pattern reads as only where that is a pattern meaning the same: not for
     // a glob with wildcards (`path` is a stand-in), nor one that decoded to a wildcard.
-    let normalized = pattern_reading(&path)
+    let normalized = reading
         .filter(|reading| path == value && !(is_glob && reading.contains(['*', '?'])))
         .filter(|reading| pattern_reading(reading).as_ref() == Some(reading));
     Err(RuleError::PatternNotNormal {
