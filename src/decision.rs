@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::claims::header_value;
@@ -13,7 +14,7 @@ use crate::config::{
 };
 use crate::credential::CredentialError;
 use crate::in_flight::InFlight;
-use crate::jws::{JoseHeader, Jws};
+use crate::jws::Jws;
 use crate::keys::{VerifyKey, secret_keys};
 use crate::metrics::Metrics;
 use crate::parked::Parked;
@@ -444,9 +445,12 @@ impl Gate {
             .map(|cache| (cache, cache.borrow().tag(token)));
         if let Some((cache, tag)) = tagged {
             let cached = cache.borrow_mut().get(tag, now);
-            // Only where its provider reads the token from: the cache must not widen sources.
+            // Only where verifying it again would pick the same provider: the token may come in
+            // another source this time, one its provider does not read or one that another
+            // provider takes first, and the cache must not change what keygate decides.
             let hit = cached.filter(|cached| {
-                self.takes_source(&self.config.providers[cached.verified.provider], presented)
+                let claims = self.routes_by_issuer.then_some(&cached.verified.claims);
+                self.provider_for(cached.alg, claims, presented) == Ok(cached.verified.provider)
             });
             self.last_token_cache_hit.set(Some(hit.is_some()));
             if let Some(cached) = hit {
@@ -478,7 +482,7 @@ impl Gate {
             None
         };
         let index = self
-            .provider_for(&jws.header, early_claims.as_ref(), presented)
+            .provider_for(jws.header.alg, early_claims.as_ref(), presented)
             .map_err(reject)?;
         self.last_provider.set(Some(index));
         let provider = &self.config.providers[index];
@@ -508,6 +512,7 @@ impl Gate {
                 verified: Rc::clone(&verified),
                 identity: Arc::clone(&identity),
                 digest: key,
+                alg: jws.header.alg,
             };
             cache.borrow_mut().insert(tag, cached, valid_until, now);
         }
@@ -519,7 +524,7 @@ impl Gate {
     /// both cases one that reads the source the token came in.
     fn provider_for(
         &self,
-        header: &JoseHeader,
+        alg: Algorithm,
         claims: Option<&Map<String, Value>>,
         presented: &Presented<'_>,
     ) -> Result<usize, Rejection> {
@@ -539,7 +544,7 @@ impl Gate {
         }
         let mut fallback = providers.filter(|(_, p)| p.issuer.is_none() && takes_source(p));
         let first = fallback.clone().next();
-        match fallback.find(|(_, p)| p.algorithms.contains(&header.alg)) {
+        match fallback.find(|(_, p)| p.algorithms.contains(&alg)) {
             Some((index, _)) => Ok(index),
             // It names an issuer no provider has, and nothing else would take it.
             None if issuer.is_some() => Err(Rejection::WrongIssuer),

@@ -634,6 +634,60 @@ fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
     );
 }
 
+/// Found by the decision fuzzer: a token cached when it came in a source only one provider
+/// reads must not, sent where issuer routing picks another provider, skip that provider.
+#[test]
+fn a_cached_token_gets_the_provider_an_uncached_one_would() {
+    let config = |cache_entries: u32| {
+        json!({
+            "revocation": {"cluster": "k"},
+            "token_cache": {"max_entries": cache_entries},
+            "providers": [
+                {"name": "api-keys", "secret": {"inline": "s"},
+                 "sources": [{"header": "authorization", "prefix": "Bearer "}, {"cookie": "k"}]},
+                {"name": "idp", "issuer": "https://idp.example", "secret": {"inline": "other"},
+                 "sources": [{"header": "authorization", "prefix": "Bearer "}]}
+            ]
+        })
+    };
+    // Signed by the API-key secret, naming the IdP as issuer.
+    let key = token(json!({"user_id": "u1", "iss": "https://idp.example", "exp": NOW + 60}));
+    for cache_entries in [10, 0] {
+        let gate = Gate::new(
+            Config::parse(config(cache_entries).to_string().as_bytes(), &|_| None).unwrap(),
+            Metrics::default(),
+        );
+        let decide = |authorization: Option<String>, cookie: Option<String>| {
+            let sources = vec![
+                authorization.map(String::into_bytes),
+                cookie.map(String::into_bytes),
+            ];
+            gate.decide(
+                &RequestHead {
+                    sources: &sources,
+                    ..RequestHead::default()
+                },
+                NOW * 1000,
+            )
+        };
+        // In the cookie only the API-key provider reads it; in Authorization the IdP takes it.
+        assert!(
+            matches!(decide(None, Some(format!("k={key}"))), Decision::Allow(_)),
+            "cache {cache_entries}"
+        );
+        assert_eq!(
+            decide(Some(bearer(&key)), None),
+            Decision::Deny(DenyReason::Token(Rejection::BadSignature)),
+            "cache {cache_entries}"
+        );
+        // And back in the cookie it is still the API-key provider's.
+        assert!(
+            matches!(decide(None, Some(format!("k={key}"))), Decision::Allow(_)),
+            "cache {cache_entries}"
+        );
+    }
+}
+
 #[test]
 fn the_last_decision_tells_whether_the_token_cache_had_its_token() {
     let cached = gate_with(r#""token_cache":{"max_entries":10}"#);

@@ -22,6 +22,26 @@ pub struct CalloutAnswer {
     pub cache_control: Option<String>,
 }
 
+impl CalloutAnswer {
+    /// The answer from the raw values of the callout's `:status` and `cache-control` headers.
+    /// A status is HTTP's three digits and nothing else: `0200` or `+200` would read as 200
+    /// ("active") through `str::parse`, so they are no status, as after a reset.
+    pub fn from_headers(status: Option<&[u8]>, cache_control: Option<&[u8]>) -> Self {
+        let status = match status {
+            Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) => Some(
+                [a, b, c]
+                    .iter()
+                    .fold(0, |n, d| n * 10 + u16::from(d - b'0')),
+            ),
+            _ => None,
+        };
+        Self {
+            status,
+            cache_control: cache_control.and_then(|bytes| String::from_utf8(bytes.to_vec()).ok()),
+        }
+    }
+}
+
 pub trait Host: SharedData {
     /// The raw value of a request header; bytes because a client may send anything.
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
@@ -41,4 +61,38 @@ pub trait Host: SharedData {
     fn increment(&self, metric: Option<u32>);
     /// Records a histogram value.
     fn record(&self, metric: Option<u32>, value: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_three_digits_and_nothing_else() {
+        let cases: [(&[u8], Option<u16>); 9] = [
+            (b"200", Some(200)),
+            (b"410", Some(410)),
+            (b"504", Some(504)),
+            // Found by fuzz/fuzz_targets/revocation.rs: `str::parse` read these as 200.
+            (b"0200", None),
+            (b"+200", None),
+            (b" 200", None),
+            (b"20", None),
+            (b"2O0", None),
+            (b"", None),
+        ];
+        for (status, expected) in cases {
+            let answer = CalloutAnswer::from_headers(Some(status), Some(b"max-age=30"));
+            assert_eq!(answer.status, expected, "{status:?}");
+            assert_eq!(answer.cache_control.as_deref(), Some("max-age=30"));
+        }
+        assert_eq!(
+            CalloutAnswer::from_headers(None, None),
+            CalloutAnswer::default()
+        );
+        assert_eq!(
+            CalloutAnswer::from_headers(Some(b"200"), Some(b"\xff")).cache_control,
+            None
+        );
+    }
 }

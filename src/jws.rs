@@ -19,7 +19,13 @@ pub struct JoseHeader {
 struct RawHeader {
     alg: Algorithm,
     kid: Option<String>,
-    crit: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// Whether a member is there, whatever its value: `"crit": null` is a `crit` too.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// A token split into its three parts, with the header decoded.
@@ -45,9 +51,19 @@ impl<'a> Jws<'a> {
         if payload.contains('.') {
             return Err(Malformed);
         }
-        let header: RawHeader =
-            serde_json::from_slice(&decode_part(header)?).map_err(|_| Malformed)?;
-        if header.crit.is_some() {
+        let header = decode_part(header)?;
+        // The whole header is checked as JSON first (RFC 7515 §4), not only the members read:
+        // serde_json skips the members it ignores without checking their UTF-8, escapes or
+        // numbers, and a header other readers refuse must not pass here.
+        let checked: Value = serde_json::from_slice(&header).map_err(|_| Malformed)?;
+        if !checked.is_object() {
+            // A derived `Deserialize` also reads a struct from an array, by position.
+            return Err(Malformed);
+        }
+        // Then read: unlike `Value`, this refuses a repeated `alg`, which readers would take
+        // first or last.
+        let header: RawHeader = serde_json::from_slice(&header).map_err(|_| Malformed)?;
+        if header.crit {
             return Err(Malformed);
         }
         Ok(Self {
@@ -118,11 +134,22 @@ mod tests {
             format!("{good_header}.e30"),
             format!("{}.e30.c2ln", b64(b"not json")),
             format!("{}.e30.c2ln", b64(br#"["HS256"]"#)),
+            // Arrays read as the header's fields by position (found by fuzz/fuzz_targets/jose.rs).
+            format!("{}.e30.c2ln", b64(br#"["HS256",null,null]"#)),
+            format!("{}.e30.c2ln", b64(br#"["HS512","S"]"#)),
             format!("{}.e30.c2ln", b64(br#"{"alg":"none"}"#)),
             format!("{}.e30.c2ln", b64(br#"{"alg":"HS257"}"#)),
             format!("{}.e30.c2ln", b64(br#"{"kid":"k"}"#)),
             format!("{}.e30.c2ln", b64(br#"{"alg":"HS256","kid":7}"#)),
             format!("{}.e30.c2ln", b64(br#"{"alg":"HS256","crit":["b64"]}"#)),
+            format!("{}.e30.c2ln", b64(br#"{"alg":"HS256","crit":null}"#)),
+            // Not JSON in a member keygate ignores: invalid UTF-8, a broken escape, a number
+            // out of range (found by fuzz/fuzz_targets/jose.rs).
+            format!("{}.e30.c2ln", b64(b"{\"alg\":\"HS256\",\"cid\":\"\xbf1\"}")),
+            format!("{}.e30.c2ln", b64(br#"{"alg":"HS256","C2i":["b\uDBB83"]}"#)),
+            format!("{}.e30.c2ln", b64(br#"{"alg":"HS256","x":[1e999]}"#)),
+            // A repeated `alg`: which one would another reader take?
+            format!("{}.e30.c2ln", b64(br#"{"alg":"HS384","alg":"HS256"}"#)),
             // Padding and the standard alphabet are not base64url.
             format!("{good_header}=.e30.c2ln"),
             format!(

@@ -371,12 +371,11 @@ fn callout_answer() -> CalloutAnswer {
         hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
             .ok()
             .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
     };
-    CalloutAnswer {
-        status: header(":status").and_then(|status| status.parse().ok()),
-        cache_control: header("cache-control"),
-    }
+    CalloutAnswer::from_headers(
+        header(":status").as_deref(),
+        header("cache-control").as_deref(),
+    )
 }
 
 fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {

@@ -171,13 +171,18 @@ impl JwksState {
 }
 
 /// The path (and query) of the discovery document's `jwks_uri`: it is fetched from the same
-/// cluster, so only the path matters.
+/// cluster, so only the path matters. It goes out as `:path`, so it must be a request target:
+/// visible ASCII (a URI is ASCII; control characters would be refused by Envoy or split the
+/// request), without the fragment, which is never sent (RFC 3986 §3.5).
 fn jwks_path_from_discovery(body: &[u8]) -> Option<String> {
     let document: Value = serde_json::from_slice(body).ok()?;
     let uri = document.get("jwks_uri")?.as_str()?;
     let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
     let path = &after_scheme[after_scheme.find('/')?..];
-    (!path.contains(char::is_whitespace)).then(|| path.to_owned())
+    let path = path.split_once('#').map_or(path, |(path, _)| path);
+    path.bytes()
+        .all(|b| b.is_ascii_graphic())
+        .then(|| path.to_owned())
 }
 
 #[cfg(test)]
@@ -306,8 +311,28 @@ mod tests {
             &b"{}"[..],
             br#"{"jwks_uri": 3}"#,
             br#"{"jwks_uri": "https://host"}"#,
+            // Found by fuzz/fuzz_targets/jwks.rs: control characters, and what is not ASCII,
+            // cannot go out as `:path`.
+            br#"{"jwks_uri": "/.\u007fellon"}"#,
+            br#"{"jwks_uri": "https://idp/keys\u0000x"}"#,
+            br#"{"jwks_uri": "https://idp/cl\u00e9s"}"#,
+            br#"{"jwks_uri": "https://idp/a b"}"#,
         ] {
-            assert_eq!(jwks_path_from_discovery(body), None);
+            assert_eq!(
+                jwks_path_from_discovery(body),
+                None,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
+    }
+
+    #[test]
+    fn the_fragment_of_a_jwks_uri_is_not_sent() {
+        let body = br#"{"jwks_uri": "https://idp.example/oauth/jwks?v=2#keys"}"#;
+        assert_eq!(
+            jwks_path_from_discovery(body).as_deref(),
+            Some("/oauth/jwks?v=2")
+        );
     }
 }

@@ -280,7 +280,10 @@ pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
             return None;
         }
         if name.eq_ignore_ascii_case("max-age") {
-            max_age = value.and_then(|v| v.parse::<u64>().ok());
+            // RFC 9111 §1.2.2: delta-seconds are digits; `str::parse` would also take `+30`.
+            max_age = value
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
         }
     }
     max_age
@@ -601,6 +604,9 @@ mod tests {
             (Some("Max-Age=\"15\""), Some(15)),
             (Some("max-age=-1"), None),
             (Some("max-age=abc"), None),
+            // Found by fuzz/fuzz_targets/revocation.rs.
+            (Some("max-age=+30"), None),
+            (Some("max-age="), None),
             (Some("no-store"), None),
             (Some("max-age=30, no-cache"), None),
             (Some("private, max-age=30"), None),

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::credential::{CredentialError, bearer_token, is_b64token};
+use crate::credential::{CredentialError, OWS, bearer_token, is_b64token};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -61,17 +61,19 @@ impl TokenSource {
                 };
             }
             Self::Header { prefix, .. } => {
-                let value = value.trim();
+                let value = value.trim_matches(OWS);
                 match value.get(..prefix.len()) {
-                    Some(head) if head.eq_ignore_ascii_case(prefix) => value[prefix.len()..].trim(),
+                    Some(head) if head.eq_ignore_ascii_case(prefix) => {
+                        value[prefix.len()..].trim_matches(OWS)
+                    }
                     _ => return Ok(None),
                 }
             }
-            Self::Cookie(name) => match cookie_value(value, name) {
+            Self::Cookie(name) => match only_value(cookie_values(value, name))? {
                 Some(token) => token,
                 None => return Ok(None),
             },
-            Self::Query(name) => match query_value(value, name) {
+            Self::Query(name) => match only_value(query_values(value, name))? {
                 Some(token) => token,
                 None => return Ok(None),
             },
@@ -104,7 +106,7 @@ impl TokenSource {
             Self::Cookie(name) => {
                 let kept: Vec<&str> = value
                     .split(';')
-                    .map(str::trim)
+                    .map(|pair| pair.trim_matches(OWS))
                     .filter(|pair| !pair.is_empty() && cookie_name(pair) != name)
                     .collect();
                 (!kept.is_empty()).then(|| kept.join("; "))
@@ -116,7 +118,10 @@ impl TokenSource {
                 };
                 let kept: Vec<&str> = query
                     .split('&')
-                    .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+                    .filter(|pair| {
+                        let key = pair.split('=').next().unwrap_or_default();
+                        !pair.is_empty() && !query_key_is(key, name)
+                    })
                     .collect();
                 Some(if kept.is_empty() {
                     path.to_owned()
@@ -133,24 +138,70 @@ fn is_bearer(prefix: &str) -> bool {
     prefix.trim().eq_ignore_ascii_case("bearer")
 }
 
+/// RFC 6265 §5.2: a pair's name and value are trimmed of spaces and tabs only.
 fn cookie_name(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(name, _)| name).trim()
+    pair.split_once('=')
+        .map_or(pair, |(name, _)| name)
+        .trim_matches(OWS)
 }
 
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
+/// The one value among a source's occurrences: `None` without any, `Ambiguous` when they
+/// differ. Readers disagree on which of several to take (the first cookie, the last query
+/// parameter, a list of them), so a token the next hop may not read is never verified.
+fn only_value<'a>(
+    mut values: impl Iterator<Item = &'a str>,
+) -> Result<Option<&'a str>, CredentialError> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|other| other != first) {
+        return Err(CredentialError::Ambiguous);
+    }
+    Ok(Some(first))
+}
+
+fn cookie_values<'a>(header: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
+    header.split(';').filter_map(move |pair| {
         let (key, value) = pair.split_once('=')?;
-        (key.trim() == name).then(|| value.trim().trim_matches('"'))
+        (key.trim_matches(OWS) == name).then(|| value.trim_matches(OWS).trim_matches('"'))
     })
 }
 
-fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
-    let query = path.split_once('?')?.1;
+fn query_values<'a>(path: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
+    let query = path.split_once('?').map_or("", |(_, query)| query);
     let query = query.split_once('#').map_or(query, |(query, _)| query);
-    query.split('&').find_map(|pair| {
+    query.split('&').filter_map(move |pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
+        query_key_is(key, name).then_some(value)
     })
+}
+
+/// Whether a query parameter's name reads as `name` to an upstream that decodes it
+/// (`acc%65ss_token` is `access_token`).
+fn query_key_is(key: &str, name: &str) -> bool {
+    if !key.contains('%') {
+        return key == name;
+    }
+    let mut decoded = Vec::with_capacity(key.len());
+    let mut rest = key.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = (byte == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(decoded_byte) => {
+                decoded.push(decoded_byte);
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            None => {
+                decoded.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    decoded == name.as_bytes()
 }
 
 #[cfg(test)]
@@ -247,6 +298,32 @@ mod tests {
     }
 
     #[test]
+    fn only_spaces_and_tabs_are_trimmed_as_http_does() {
+        // Found by fuzz/fuzz_targets/sources.rs: `str::trim` also dropped NBSP, NEL and line
+        // breaks, so the token found was not the one the next hop reads.
+        let cookie = TokenSource::Cookie("s".into());
+        let header = header("x-auth", "Token ");
+        for (source, value) in [
+            (&cookie, "s=a.b\u{a0}"),
+            (&cookie, "s=\u{85}a.b"),
+            (&header, "Token a.b\u{3000}"),
+        ] {
+            assert_eq!(
+                extract(source, value, MAX),
+                Err(CredentialError::Malformed),
+                "{value:?}"
+            );
+        }
+        assert_eq!(extract(&cookie, "\u{a0}s=a.b", MAX), Ok(None));
+        assert_eq!(extract(&cookie, "x=1;\ts=a.b\t", MAX), Ok(Some("a.b")));
+        assert_eq!(extract(&header, "\tToken \ta.b ", MAX), Ok(Some("a.b")));
+        assert_eq!(
+            cookie.without_token("\u{a0}s=1; s=2").as_deref(),
+            Some("\u{a0}s=1")
+        );
+    }
+
+    #[test]
     fn a_source_can_be_removed_from_its_header() {
         let cookie = TokenSource::Cookie("__session".into());
         assert_eq!(
@@ -264,6 +341,44 @@ mod tests {
         assert_eq!(
             TokenSource::authorization_bearer().without_token("Bearer t"),
             None
+        );
+    }
+
+    /// Readers disagree on which of several occurrences to take (the first cookie, the last query
+    /// parameter), and an upstream decodes a query parameter's name: a token is only taken when
+    /// every reading finds the same one.
+    #[test]
+    fn a_source_read_two_ways_is_ambiguous() {
+        let cookie = TokenSource::Cookie("s".into());
+        let query = TokenSource::Query("token".into());
+        for (source, value) in [
+            (&cookie, "s=a.b; s=c.d"),
+            (&cookie, "s=a.b; x=1; s=\"c.d\""),
+            (&cookie, "s=; s=a.b"),
+            (&query, "/p?token=a.b&token=c.d"),
+            (&query, "/p?token=a.b&tok%65n=c.d"),
+            (&query, "/p?token=a.b&%74oken=c.d"),
+        ] {
+            assert_eq!(
+                extract(source, value, MAX),
+                Err(CredentialError::Ambiguous),
+                "{value:?}"
+            );
+        }
+        // The same token twice is one token; an encoded name alone is that name.
+        assert_eq!(extract(&cookie, "s=a.b; s=a.b", MAX), Ok(Some("a.b")));
+        assert_eq!(
+            extract(&query, "/p?token=a.b&token=a.b", MAX),
+            Ok(Some("a.b"))
+        );
+        assert_eq!(extract(&query, "/p?tok%65n=a.b", MAX), Ok(Some("a.b")));
+        assert_eq!(extract(&query, "/p?tok%zzn=a.b&tokens=c.d", MAX), Ok(None));
+        // Stripping removes every spelling the upstream would read as the parameter.
+        assert_eq!(
+            query
+                .without_token("/p?tok%65n=a.b&x=1&token=a.b")
+                .as_deref(),
+            Some("/p?x=1")
         );
     }
 }

@@ -13,6 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use jsonwebtoken::Algorithm;
 use siphasher::sip128::SipHasher24;
 
 use crate::decision::HeaderWrite;
@@ -25,13 +26,14 @@ pub struct TokenCacheConfig {
     pub ttl_seconds: u64,
 }
 
-/// A cached token: what verification found, the identity headers taken from it, and the
-/// token's SHA-256 digest.
+/// A cached token: what verification found, the identity headers taken from it, the token's
+/// SHA-256 digest, and its `alg` (a hit picks its provider again, as verification would).
 #[derive(Debug, Clone)]
 pub struct CachedToken {
     pub verified: Rc<VerifiedToken>,
     pub identity: Arc<[HeaderWrite]>,
     pub digest: Digest,
+    pub alg: Algorithm,
 }
 
 struct Entry {
@@ -179,6 +181,7 @@ mod tests {
             }),
             identity: Arc::from([("x-user-id".to_owned(), Some(user.to_owned()))]),
             digest: [7; 32],
+            alg: Algorithm::HS256,
         }
     }
 

@@ -235,6 +235,47 @@ fn session_tokens_and_api_keys_through_one_listener() {
             "several different tokens were presented",
         ),
     );
+    // One source spelled twice: readers take the first, the last or a list, so neither is taken.
+    for (what, path, cookie) in [
+        (
+            "two __session cookies",
+            "/".to_owned(),
+            format!("__session={token}; __session={other}"),
+        ),
+        (
+            "two token query parameters",
+            format!("/?token={token}&token={other}"),
+            String::new(),
+        ),
+        (
+            "token and tok%65n query parameters",
+            format!("/?token={token}&tok%65n={other}"),
+            String::new(),
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            Vec::new()
+        } else {
+            vec![("cookie", cookie.as_str())]
+        };
+        cases.check(
+            &format!("{what} with different session tokens → 401"),
+            expect_rejected(
+                &get(&rig, &path, &headers),
+                "several different tokens were presented",
+            ),
+        );
+    }
+    let reply = get(&rig, &format!("/list?tok%65n={token}&sort=asc"), &[]);
+    cases.check(
+        "session token in tok%65n (the upstream reads it as token) → 200, stripped from the path",
+        expect_identity(&reply, Some("user-q"), Some("org-q"), Some("admin,member")).and_then(
+            |()| match reply.echo()?["path"].as_str() {
+                Some("/list?sort=asc") => Ok(()),
+                other => Err(format!("upstream saw path {other:?}")),
+            },
+        ),
+    );
     let api_key = sign(
         &json!({"user_id": "api-user", "org_id": "api-org", "iat": now(), "exp": now() + 600}),
         SECRET,
