@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::text::is_invisible;
 use crate::verify::Rejection;
 
 /// The header value of the claim at `path` (`["org", "id"]` for `org.id`): strings as they are,
@@ -11,8 +12,10 @@ use crate::verify::Rejection;
 /// The upstream must see the verified claim byte for byte, so a value that a header cannot
 /// carry exactly makes the token invalid rather than arrive changed: HTTP drops leading and
 /// trailing spaces and tabs (`" bob"` would arrive as `bob`), control characters cannot be sent
-/// or split the header, and an empty identity reads as none. An array element with a `,` would
-/// read as two elements once joined. Non-ASCII text is forwarded as its UTF-8 bytes.
+/// or split the header, and an empty identity reads as none. Nor does a value with an
+/// invisible character (a bidi override, a zero-width one, U+2028; see [`crate::text`]) go on:
+/// it would look like another value to whoever reads it. An array element with a `,` would
+/// read as two elements once joined. Other non-ASCII text is forwarded as its UTF-8 bytes.
 pub fn header_value(
     claims: &Map<String, Value>,
     path: &[String],
@@ -46,14 +49,14 @@ pub fn header_value(
     }
 }
 
-/// `text`, if a header value carries it unchanged: not empty, no space or tab at either end, no
-/// control character (C0, DEL or C1).
+/// `text`, if a header value carries it unchanged and it reads as itself: not empty, no space or
+/// tab at either end, no invisible character (controls included).
 fn carried_exactly(text: String) -> Result<String, Rejection> {
     let edge_whitespace = |c: Option<char>| matches!(c, Some(' ' | '\t'));
     if text.is_empty()
         || edge_whitespace(text.chars().next())
         || edge_whitespace(text.chars().next_back())
-        || text.chars().any(char::is_control)
+        || text.chars().any(is_invisible)
     {
         return Err(Rejection::UnrepresentableClaim);
     }
@@ -117,6 +120,8 @@ mod tests {
             "nul": "a\u{0}b", "del": "a\u{7f}b", "c1": "a\u{85}b",
             "list_crlf": ["ok", "a\nb"], "list_comma": ["a,b"], "list_space": ["a", " b"],
             "list_empty_item": ["a", ""],
+            "bidi": "alice\u{202e}nimda", "zero_width": "ali\u{200b}ce", "bom": "\u{feff}alice",
+            "line_separator": "a\u{2028}b", "list_invisible": ["a", "b\u{2066}"],
         });
         let claims = claims.as_object().unwrap();
         for name in claims.keys() {

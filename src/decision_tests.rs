@@ -595,6 +595,21 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
     );
 }
 
+/// A decision on a request whose only sources are `Authorization` and `Cookie`, in that order.
+fn decide_sources(gate: &Gate, authorization: Option<String>, cookie: Option<String>) -> Decision {
+    let sources = vec![
+        authorization.map(String::into_bytes),
+        cookie.map(String::into_bytes),
+    ];
+    gate.decide(
+        &RequestHead {
+            sources: &sources,
+            ..RequestHead::default()
+        },
+        NOW * 1000,
+    )
+}
+
 #[test]
 fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
     let json = json!({
@@ -611,19 +626,7 @@ fn the_token_cache_does_not_widen_where_a_token_is_accepted_from() {
         Metrics::default(),
     );
     let key = token(json!({"user_id": "u1", "exp": NOW + 60}));
-    let decide = |authorization: Option<String>, cookie: Option<String>| {
-        let sources = vec![
-            authorization.map(String::into_bytes),
-            cookie.map(String::into_bytes),
-        ];
-        gate.decide(
-            &RequestHead {
-                sources: &sources,
-                ..RequestHead::default()
-            },
-            NOW * 1000,
-        )
-    };
+    let decide = |authorization, cookie| decide_sources(&gate, authorization, cookie);
     assert!(matches!(
         decide(Some(bearer(&key)), None),
         Decision::Allow(_)
@@ -657,19 +660,7 @@ fn a_cached_token_gets_the_provider_an_uncached_one_would() {
             Config::parse(config(cache_entries).to_string().as_bytes(), &|_| None).unwrap(),
             Metrics::default(),
         );
-        let decide = |authorization: Option<String>, cookie: Option<String>| {
-            let sources = vec![
-                authorization.map(String::into_bytes),
-                cookie.map(String::into_bytes),
-            ];
-            gate.decide(
-                &RequestHead {
-                    sources: &sources,
-                    ..RequestHead::default()
-                },
-                NOW * 1000,
-            )
-        };
+        let decide = |authorization, cookie| decide_sources(&gate, authorization, cookie);
         // In the cookie only the API-key provider reads it; in Authorization the IdP takes it.
         assert!(
             matches!(decide(None, Some(format!("k={key}"))), Decision::Allow(_)),

@@ -2,7 +2,8 @@
 //!
 //! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
 //! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `montgomery` + `ecdsa_verify` +
-//! `verify`, `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
+//! `verify`, `claims` + `text` (claim values as headers; the identity alphabet keyservice
+//! shares), `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
 //! `revocation_cache` + `in_flight` (the keyservice protocol, its shared cache and request
 //! coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow` (one request,
 //! against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on top of it.
@@ -32,6 +33,7 @@ pub mod rules;
 pub mod scopes;
 pub mod signature;
 pub mod sources;
+pub mod text;
 pub mod token_cache;
 pub mod verify;
 

@@ -96,7 +96,7 @@ impl Caller {
         }
     }
 
-    /// For logs: never a token, only who.
+    /// For logs: never a token, only who (identities are visible ASCII, checked on the way in).
     pub fn describe(&self) -> String {
         match self {
             Self::Admin => "admin".into(),
@@ -120,6 +120,10 @@ impl FromRequestParts<AppState> for Caller {
 /// The admin token wins when it is presented; otherwise, with `--trust-edge-identity`, the
 /// edge's headers name the caller. Anything else is 401.
 fn identify(headers: &HeaderMap, state: &AppState) -> Result<Caller, AppError> {
+    // Readers disagree on which of two to take (or join them): never guess.
+    if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(AppError::AmbiguousCredentials);
+    }
     let admin = state.admin_token.as_ref().is_some_and(|admin| {
         headers
             .get(AUTHORIZATION)
@@ -154,10 +158,10 @@ fn edge_caller(headers: &HeaderMap, edge: &EdgeHeaders) -> Result<EdgeCaller, Ap
         Ok(Some(value.to_owned()))
     };
     let user_id = text(&edge.user)?.ok_or_else(|| bad(&format!("no {}", edge.user)))?;
-    check_identity("user_id", &user_id).map_err(|_| bad(&format!("unusable {}", edge.user)))?;
+    check_identity("user_id", &user_id).map_err(|e| bad(&format!("{}: {e}", edge.user)))?;
     let org_id = text(&edge.org)?.filter(|org| !org.is_empty());
     if let Some(org) = &org_id {
-        check_identity("org_id", org).map_err(|_| bad(&format!("unusable {}", edge.org)))?;
+        check_identity("org_id", org).map_err(|e| bad(&format!("{}: {e}", edge.org)))?;
     }
     let scopes = match text(&edge.payload)? {
         Some(payload) => payload_scopes(&payload)

@@ -3,13 +3,15 @@
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
+use keygate::text::Escaped;
 use thiserror::Error;
 
 use crate::config::{ConfigError, ImportArgs, IssueArgs, ListArgs, RevokeArgs, Secret};
 use crate::keys::{
     ImportError, IssueError, KeyView, NewKey, Signer, ValidationError, check_text, expiry_note,
 };
-use crate::store::{self, Condition, KeyFilter, KeyRecord, StoreError};
+use crate::pagination;
+use crate::store::{self, Condition, Cursor, KeyFilter, KeyRecord, Page, StoreError};
 use crate::time::{now, rfc3339};
 
 #[derive(Debug, Error)]
@@ -85,8 +87,9 @@ pub async fn revoke(database: &str, args: RevokeArgs) -> Result<(), CommandError
     Ok(())
 }
 
+/// Pages through the store ([`pagination::MAX_LIMIT`] keys per query), so a listing of any
+/// size is a series of bounded queries; JSON lines are written as each page arrives.
 pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
-    let store = store::open(database).await?;
     let mut filter = KeyFilter::all();
     if let Some(user) = &args.user {
         filter = filter.and(Condition::UserIs(user));
@@ -94,19 +97,55 @@ pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
     if let Some(org) = &args.org {
         filter = filter.and(Condition::OrgIs(org));
     }
-    let records = store.list(&filter).await?;
-    store.close().await;
-    let views: Vec<KeyView> = records.iter().map(KeyView::from).collect();
+    let mut after = args.after;
+    let mut wanted = args.limit.map(|limit| limit.get());
+    let store = store::open(database).await?;
     let mut out = io::stdout().lock();
-    if args.json {
-        for view in &views {
-            let line = serde_json::to_string(view).map_err(io::Error::other)?;
-            writeln!(out, "{line}")?;
+    let mut table = Vec::new();
+    let mut more = None;
+    loop {
+        let limit = wanted.map_or(pagination::MAX_LIMIT, |w| w.min(pagination::MAX_LIMIT));
+        let page = Page {
+            after: after.clone(),
+            limit: limit.saturating_add(1),
+        };
+        let mut records = match store.list(&filter, &page).await {
+            Ok(records) => records,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        let next = pagination::next_cursor(&mut records, limit);
+        for view in records.iter().map(KeyView::from) {
+            if args.json {
+                let line = serde_json::to_string(&view).map_err(io::Error::other)?;
+                writeln!(out, "{line}")?;
+            } else {
+                table.push(view);
+            }
         }
-    } else {
-        write_table(&mut out, &views)?;
+        after = records.last().map(Cursor::of);
+        if let Some(w) = &mut wanted {
+            *w = w.saturating_sub(limit);
+        }
+        match next {
+            Some(cursor) if wanted == Some(0) => {
+                more = Some(cursor);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    store.close().await;
+    if !args.json {
+        write_table(&mut out, &table)?;
     }
     out.flush()?;
+    if let Some(cursor) = more {
+        eprintln!("more keys follow: keyservice list --after {cursor}");
+    }
     Ok(())
 }
 
@@ -126,10 +165,12 @@ fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
         .iter()
         .map(|v| {
             [
-                v.id.clone(),
-                v.name.clone(),
-                v.user_id.clone(),
-                dash(&v.org_id),
+                Escaped(&v.id).to_string(),
+                Escaped(&v.name).to_string(),
+                Escaped(&v.user_id).to_string(),
+                v.org_id
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |org| Escaped(org).to_string()),
                 if v.scopes.is_empty() {
                     "-".to_owned()
                 } else {

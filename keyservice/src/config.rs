@@ -2,10 +2,13 @@
 //! never printed (`hide_env_values`, redacted `Debug`).
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
+
+use crate::store::Cursor;
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +115,42 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub cache_revoked_seconds: u64,
+
+    /// How long a client may take to send a request's head (method, path, headers); also how
+    /// long an idle keep-alive connection stays open. The connection is closed after it
+    #[arg(long, env = "KEYSERVICE_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = serve_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+
+    /// How long a client may take to send a request's body, counted from its head; a body that
+    /// has not arrived by then is refused
+    #[arg(long, env = "KEYSERVICE_BODY_READ_TIMEOUT", value_name = "DURATION", value_parser = serve_duration, default_value = "10s")]
+    pub body_read_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, how long open connections may take to finish their requests (and
+    /// then the database to close) before they are cut
+    #[arg(long, env = "KEYSERVICE_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = serve_duration, default_value = "15s")]
+    pub shutdown_grace: Duration,
+
+    /// Most client connections open at once; further clients wait (in the kernel's backlog)
+    /// until one closes. Keep it below the open-files limit (ulimit -n)
+    #[arg(long, env = "KEYSERVICE_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..), default_value_t = 1024)]
+    pub max_connections: u32,
+}
+
+/// The longest accepted for `serve`'s timeouts: far beyond any sensible value, and well inside
+/// what a deadline (`Instant` + duration) can hold.
+const MAX_SERVE_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A humantime duration above zero (a zero timeout would refuse every client) and at most a day.
+fn serve_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        Err("must be greater than zero".to_owned())
+    } else if duration > MAX_SERVE_DURATION {
+        Err("must be at most 24h".to_owned())
+    } else {
+        Ok(duration)
+    }
 }
 
 #[derive(Args)]
@@ -150,6 +189,17 @@ pub struct ListArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     pub json: bool,
+    /// At most this many keys; when more follow, the command to list them is printed on
+    /// standard error. All of them when omitted (read a page at a time)
+    #[arg(long)]
+    pub limit: Option<NonZeroU32>,
+    /// Start after this cursor (printed by a previous --limit listing, or an API page's `next`)
+    #[arg(long, value_parser = parse_cursor)]
+    pub after: Option<Cursor>,
+}
+
+fn parse_cursor(text: &str) -> Result<Cursor, String> {
+    crate::pagination::decode(text).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -202,6 +252,11 @@ pub enum ConfigError {
          the caller from the edge (--trust-edge-identity)"
     )]
     MissingAdminToken,
+    #[error(
+        "KEYSERVICE_ADMIN_TOKEN (--admin-token) {0}, so no request could ever present it: \
+         set it to the token exactly, in printable ASCII"
+    )]
+    UnmatchableAdminToken(&'static str),
     #[error("{0}")]
     Authorize(String),
 }

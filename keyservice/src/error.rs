@@ -9,12 +9,15 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::keys::{IssueError, ValidationError};
+use crate::serve_http::BodyReadTimeout;
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]
 pub enum AppError {
     #[error("missing or invalid admin token")]
     Unauthorized,
+    #[error("more than one Authorization header")]
+    AmbiguousCredentials,
     #[error("unusable identity from the edge: {0}")]
     BadEdgeIdentity(String),
     #[error("{0}")]
@@ -34,6 +37,8 @@ pub enum AppError {
     #[error("request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -51,6 +56,7 @@ impl AppError {
             Self::Unauthorized | Self::BadEdgeIdentity(_) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
+            Self::AmbiguousCredentials => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
@@ -59,6 +65,7 @@ impl AppError {
             Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             Self::InvalidHash => (StatusCode::BAD_REQUEST, "invalid_sha256"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -91,10 +98,17 @@ impl From<IssueError> for AppError {
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::PayloadTooLarge
-        } else {
-            Self::InvalidBody(r.body_text())
+            return Self::PayloadTooLarge;
         }
+        // A body cut short by `serve_http`'s deadline: the client was too slow, not wrong.
+        let mut source = std::error::Error::source(&r);
+        while let Some(cause) = source {
+            if cause.is::<BodyReadTimeout>() {
+                return Self::RequestTimeout(cause.to_string());
+            }
+            source = cause.source();
+        }
+        Self::InvalidBody(r.body_text())
     }
 }
 
@@ -104,9 +118,10 @@ impl From<QueryRejection> for AppError {
     }
 }
 
+// axum's text quotes the segment, which may be a key sent where an id belongs: not echoed.
 impl From<PathRejection> for AppError {
-    fn from(r: PathRejection) -> Self {
-        Self::InvalidPath(r.body_text())
+    fn from(_: PathRejection) -> Self {
+        Self::InvalidPath("a path segment is not percent-encoded UTF-8".into())
     }
 }
 
@@ -120,11 +135,13 @@ impl IntoResponse for AppError {
             tracing::error!(error = %source, "internal error");
         }
         let body = Json(json!({ "error": code, "message": self.to_string() }));
+        // An error is about this request only: no cache (the edge's included) may keep it.
+        let no_store = [(header::CACHE_CONTROL, "no-store")];
         if status == StatusCode::UNAUTHORIZED {
             let challenge = [(header::WWW_AUTHENTICATE, r#"Bearer realm="keyservice""#)];
-            (status, challenge, body).into_response()
+            (status, no_store, challenge, body).into_response()
         } else {
-            (status, body).into_response()
+            (status, no_store, body).into_response()
         }
     }
 }

@@ -7,10 +7,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use keygate::text::{MAX_IDENTITY_BYTES, is_identity, is_invisible};
+
 use crate::store::KeyRecord;
 use crate::time::{MAX_TIMESTAMP, rfc3339};
 
-/// Longest accepted `user_id`, `org_id`, `name` (and imported `jti`), in characters.
+/// Longest accepted `name`, in characters (identities: [`MAX_IDENTITY_BYTES`]).
 pub const MAX_FIELD_CHARS: usize = 256;
 /// Ten years of 365 days: the longest lifetime a new key may be given.
 pub const MAX_EXPIRES_IN_SECONDS: i64 = 10 * 365 * 24 * 60 * 60;
@@ -25,12 +27,17 @@ pub enum ValidationError {
     Empty(&'static str),
     #[error("{0} must be at most 256 characters")]
     TooLong(&'static str),
-    #[error("{0} must not contain control characters")]
-    ControlCharacters(&'static str),
     #[error(
-        "{0} must not begin or end with whitespace: keygate passes it on in a request header, \
-         and HTTP drops a header value's leading and trailing spaces"
+        "{0} must be visible ASCII characters (`!` to `~`): no spaces, accents or invisible \
+         characters, so that it reads the same in a header, a log and a listing"
     )]
+    NotIdentity(&'static str),
+    #[error(
+        "{0} must not contain invisible characters (controls, zero-width or bidirectional \
+         formatting characters, the byte-order mark, line or paragraph separators)"
+    )]
+    Invisible(&'static str),
+    #[error("{0} must not begin or end with whitespace")]
     EdgeWhitespace(&'static str),
     #[error("expires_in_seconds must be between 1 and 315360000 (10 years)")]
     ExpiresIn,
@@ -126,8 +133,9 @@ pub fn normalize_scopes(scopes: Vec<String>) -> Result<Vec<String>, ValidationEr
     Ok(unique)
 }
 
-/// Non-blank, at most [`MAX_FIELD_CHARS`], no control characters (the filter forwards these
-/// values in request headers, where control characters are not allowed).
+/// A label (a key's name): non-blank, at most [`MAX_FIELD_CHARS`] characters, any Unicode but
+/// no invisible character and no whitespace at either end, so that two names that look the
+/// same are the same (see [`keygate::text`]).
 pub fn check_text(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(ValidationError::Empty(field));
@@ -135,21 +143,43 @@ pub fn check_text(field: &'static str, value: &str) -> Result<(), ValidationErro
     if value.chars().count() > MAX_FIELD_CHARS {
         return Err(ValidationError::TooLong(field));
     }
-    if value.chars().any(char::is_control) {
-        return Err(ValidationError::ControlCharacters(field));
+    if value.chars().any(is_invisible) {
+        return Err(ValidationError::Invisible(field));
     }
-    Ok(())
-}
-
-/// An identity (`user_id`, `org_id`): as [`check_text`], and no whitespace at either end. The
-/// filter refuses a token whose identity a header would not carry byte for byte, so such a key
-/// would be refused at the edge; and `" bob"` must not pass for `bob` anywhere.
-pub fn check_identity(field: &'static str, value: &str) -> Result<(), ValidationError> {
-    check_text(field, value)?;
     if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
         return Err(ValidationError::EdgeWhitespace(field));
     }
     Ok(())
+}
+
+/// An identity (`user_id`, `org_id`): 1 to 256 visible ASCII characters, the one alphabet of
+/// identities everywhere (issue, import, the edge's headers, the filter's claim check; see
+/// [`keygate::text`]). A header carries it byte for byte and no two of them look alike.
+pub fn check_identity(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::Empty(field));
+    }
+    if value.len() > MAX_IDENTITY_BYTES {
+        return Err(ValidationError::TooLong(field));
+    }
+    if !is_identity(value) {
+        return Err(ValidationError::NotIdentity(field));
+    }
+    Ok(())
+}
+
+/// Longest key id, in characters.
+pub const MAX_KEY_ID_CHARS: usize = 128;
+
+/// Whether `value` can be a key id: 1 to [`MAX_KEY_ID_CHARS`] of `A`–`Z`, `a`–`z`, `0`–`9`, `-`
+/// and `_` (issued ids are UUIDs; an imported key keeps its `jti` only when it has this shape).
+/// Anything else is answered "not found" without asking the database, and is never logged or
+/// echoed: a key sent where its id belongs has dots, so it never has this shape.
+pub fn is_key_id(value: &str) -> bool {
+    (1..=MAX_KEY_ID_CHARS).contains(&value.len())
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
 /// Lowercase hex SHA-256 of the key string: the only form of a key that is ever stored or sent.
@@ -318,7 +348,7 @@ impl Signer {
             ),
         };
         let jti = match claims.get("jti") {
-            Some(Value::String(s)) if check_text("jti", s).is_ok() => Some(s.clone()),
+            Some(Value::String(s)) if is_key_id(s) => Some(s.clone()),
             _ => None,
         };
         let scopes = match (claims.get("scopes"), claims.get("scope")) {
@@ -416,6 +446,10 @@ mod tests {
                 |k| k.user_id = " \t".into(),
                 ValidationError::Empty("user_id"),
             ),
+            (
+                |k| k.name = "\u{3000}".into(),
+                ValidationError::Empty("name"),
+            ),
             (|k| k.name = "  ".into(), ValidationError::Empty("name")),
             (
                 |k| k.org_id = Some(String::new()),
@@ -435,31 +469,71 @@ mod tests {
             ),
             (
                 |k| k.user_id = "a\nb".into(),
-                ValidationError::ControlCharacters("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.user_id = "ali\tce".into(),
-                ValidationError::ControlCharacters("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.user_id = " bob".into(),
-                ValidationError::EdgeWhitespace("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.user_id = "bob\t".into(),
-                ValidationError::ControlCharacters("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.user_id = "bob ".into(),
-                ValidationError::EdgeWhitespace("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.user_id = "bob\u{a0}".into(),
-                ValidationError::EdgeWhitespace("user_id"),
+                ValidationError::NotIdentity("user_id"),
             ),
             (
                 |k| k.org_id = Some("org_1 ".into()),
-                ValidationError::EdgeWhitespace("org_id"),
+                ValidationError::NotIdentity("org_id"),
+            ),
+            (
+                |k| k.user_id = "alice\u{202e}".into(),
+                ValidationError::NotIdentity("user_id"),
+            ),
+            (
+                |k| k.user_id = "alicé".into(),
+                ValidationError::NotIdentity("user_id"),
+            ),
+            (
+                |k| k.org_id = Some("org\u{200b}1".into()),
+                ValidationError::NotIdentity("org_id"),
+            ),
+            (
+                |k| k.user_id = "al ice".into(),
+                ValidationError::NotIdentity("user_id"),
+            ),
+            (
+                |k| k.name = "deploy\u{202e}gnp.exe".into(),
+                ValidationError::Invisible("name"),
+            ),
+            (
+                |k| k.name = "\u{200b}\u{200b}".into(),
+                ValidationError::Invisible("name"),
+            ),
+            (
+                |k| k.name = "\u{feff}ci".into(),
+                ValidationError::Invisible("name"),
+            ),
+            (
+                |k| k.name = "a\u{2028}b".into(),
+                ValidationError::Invisible("name"),
+            ),
+            (
+                |k| k.name = "ci\n".into(),
+                ValidationError::Invisible("name"),
+            ),
+            (
+                |k| k.name = "  ci  ".into(),
+                ValidationError::EdgeWhitespace("name"),
             ),
             (
                 |k| k.expires_in_seconds = Some(0),
@@ -579,9 +653,7 @@ mod tests {
         );
         assert!(matches!(
             signer.verify_import(&spaced_org),
-            Err(ImportError::Claims(ValidationError::EdgeWhitespace(
-                "org_id"
-            )))
+            Err(ImportError::Claims(ValidationError::NotIdentity("org_id")))
         ));
         let numeric_user = sign(&serde_json::json!({"user_id": 7}), Algorithm::HS256, SECRET);
         assert!(matches!(
@@ -622,6 +694,41 @@ mod tests {
         );
         assert_eq!(imported.jti.as_deref(), Some("old-1"));
         assert_eq!(imported.org_id, None);
+        // A jti that could not be an id in a path is not kept (the key gets a new id).
+        for jti in ["a.b", "with space", "x/y", "%00", "é", ""] {
+            let key = sign(
+                &serde_json::json!({"user_id": "u", "jti": jti}),
+                Algorithm::HS256,
+                SECRET,
+            );
+            assert_eq!(
+                Signer::new(SECRET).verify_import(&key).unwrap().jti,
+                None,
+                "{jti:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_ids_are_url_safe_words_that_a_key_never_is() {
+        let issued = Signer::new(SECRET).issue(new_key(), 1).unwrap();
+        assert!(is_key_id(&issued.0.id));
+        assert!(!is_key_id(&issued.1), "a key is not an id");
+        for good in ["old-1", "A_b-9", &"x".repeat(MAX_KEY_ID_CHARS)] {
+            assert!(is_key_id(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "a.b",
+            "a b",
+            "a\u{0}",
+            "a%00",
+            "é",
+            "../x",
+            &"x".repeat(MAX_KEY_ID_CHARS + 1),
+        ] {
+            assert!(!is_key_id(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -754,10 +861,11 @@ mod tests {
             }
 
             #[test]
-            fn text_fields_accept_exactly_the_documented_values(s in "\\PC{0,300}|[\\x00-\\x1f ]{0,4}") {
+            fn text_fields_accept_exactly_the_documented_values(s in "\\PC{0,300}|[\\x00-\\x1f \u{200b}\u{202e}]{0,4}") {
                 let expected = !s.trim().is_empty()
                     && s.chars().count() <= MAX_FIELD_CHARS
-                    && !s.chars().any(char::is_control);
+                    && !s.chars().any(keygate::text::is_invisible)
+                    && s.trim() == s;
                 prop_assert_eq!(check_text("f", &s).is_ok(), expected);
             }
 

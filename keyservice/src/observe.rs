@@ -2,8 +2,8 @@
 //!
 //! Every request gets an `x-request-id` (a client's or Envoy's is kept, else a new UUID), which
 //! is on every log line of the request and sent back in the response. The request log has the
-//! method, the path without its query, the status and the latency: never a header, so never an
-//! `Authorization` value or a key.
+//! method, the route template (never the path), the status and the latency: never a header or a
+//! path segment, so never an `Authorization` value or a key.
 
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use keygate::text::Escaped;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -35,6 +36,8 @@ pub fn with_request_ids<S: Clone + Send + Sync + 'static>(router: Router<S>) -> 
     )
 }
 
+/// The route template (`/v1/keys/{id}`), not the path: a path can hold a key (sent where an id
+/// or a digest belongs), and an unmatched one anything at all.
 fn make_span(request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
@@ -42,11 +45,15 @@ fn make_span(request: &Request) -> tracing::Span {
         .and_then(|value| value.to_str().ok())
         .map(|id| id.get(..MAX_LOGGED_REQUEST_ID).unwrap_or(id))
         .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
     tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
+        route = %route,
+        request_id = %Escaped(request_id),
     )
 }
 

@@ -1,4 +1,5 @@
-//! `keyservice serve`: bind, announce the bound address on stdout, serve until SIGINT/SIGTERM.
+//! `keyservice serve`: bind, announce the bound address on stdout, serve until SIGINT/SIGTERM,
+//! then stop within the grace period.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -10,15 +11,12 @@ use crate::auth::EdgeHeaders;
 use crate::authorize::Authorizer;
 use crate::cli::CommandError;
 use crate::config::{ConfigError, Secret, ServeArgs, required};
+use crate::serve_http::{ConnectionLimits, serve_connections};
 use crate::store::{KeyStore, StoreError, StoreOptions};
 use crate::{AppState, CachePolicy, app, store};
 
 pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
-    let admin_token = match required(args.admin_token.as_ref(), ConfigError::MissingAdminToken) {
-        Ok(token) => Some(token),
-        Err(_) if args.trust_edge_identity => None,
-        Err(e) => return Err(e.into()),
-    };
+    let admin_token = admin_token(&args)?;
     // Read before touching the database, so a bad file fails at once.
     let authorizer = args
         .authorize_config
@@ -66,12 +64,52 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
     drop(stdout);
     tracing::info!(%addr, backend = backend(database), "keyservice listening");
 
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    store.close().await;
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        shutdown_grace: args.shutdown_grace,
+    };
+    serve_connections(listener, app(state), limits, shutdown_signal()).await;
+    // A database that hangs must not keep a stopping process alive either.
+    if tokio::time::timeout(args.shutdown_grace, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not close within the grace period");
+    }
     tracing::info!("keyservice stopped");
     Ok(())
+}
+
+/// The admin token, if any. A blank one is as good as none (refused unless the edge's identity
+/// is trusted); one that no request could present is refused, rather than accepted at start and
+/// then never matched.
+fn admin_token(args: &ServeArgs) -> Result<Option<&Secret>, ConfigError> {
+    let token = match required(args.admin_token.as_ref(), ConfigError::MissingAdminToken) {
+        Ok(token) => token,
+        Err(_) if args.trust_edge_identity => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match unmatchable_because(token.expose()) {
+        Some(reason) => Err(ConfigError::UnmatchableAdminToken(reason)),
+        None => Ok(Some(token)),
+    }
+}
+
+/// Why a bearer token could never match, if so: the Authorization header's value is read as
+/// visible ASCII (with spaces and tabs) and the token in it is trimmed (`auth::bearer_token`).
+fn unmatchable_because(token: &str) -> Option<&'static str> {
+    if token.trim() != token {
+        Some("has leading or trailing whitespace")
+    } else if !token
+        .chars()
+        .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+    {
+        Some("contains characters other than printable ASCII")
+    } else {
+        None
+    }
 }
 
 fn backend(database: &str) -> &'static str {
@@ -127,4 +165,76 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Cli, Command};
+    use clap::Parser;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["keyservice", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            _ => unreachable!("parsed `serve`"),
+        }
+    }
+
+    #[test]
+    fn admin_tokens_no_request_could_present_are_refused() {
+        for token in [" token", "token\n", "\ttoken", "tökén", "to\u{7f}ken"] {
+            let args = serve_args(&["--admin-token", token]).unwrap();
+            let error = admin_token(&args).unwrap_err().to_string();
+            assert!(
+                error.starts_with("KEYSERVICE_ADMIN_TOKEN (--admin-token) "),
+                "{token:?}: {error}"
+            );
+        }
+        for token in ["token", "to ken", "a-b_c.d~e+f/g="] {
+            let args = serve_args(&["--admin-token", token]).unwrap();
+            assert_eq!(admin_token(&args).unwrap().unwrap().expose(), token);
+        }
+    }
+
+    #[test]
+    fn a_blank_admin_token_is_none_only_when_the_edge_is_trusted() {
+        let args = serve_args(&["--admin-token", "  "]).unwrap();
+        assert!(matches!(
+            admin_token(&args),
+            Err(ConfigError::MissingAdminToken)
+        ));
+        let args = serve_args(&["--admin-token", "  ", "--trust-edge-identity"]).unwrap();
+        assert!(admin_token(&args).unwrap().is_none());
+        let args = serve_args(&["--admin-token", " x ", "--trust-edge-identity"]).unwrap();
+        assert!(
+            admin_token(&args).is_err(),
+            "a given token must still be usable"
+        );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero() {
+        let args = serve_args(&[]).unwrap();
+        assert_eq!(args.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.shutdown_grace, Duration::from_secs(15));
+        assert_eq!(args.max_connections, 1024);
+        for flag in [
+            "--header-read-timeout",
+            "--body-read-timeout",
+            "--shutdown-grace",
+        ] {
+            let error = serve_args(&[flag, "0s"]).err().unwrap().to_string();
+            assert!(
+                error.contains(flag) && error.contains("greater than zero"),
+                "{error}"
+            );
+            let error = serve_args(&[flag, "2days"]).err().unwrap().to_string();
+            assert!(error.contains(flag) && error.contains("at most"), "{error}");
+            assert!(serve_args(&[flag, "1500ms"]).is_ok());
+        }
+        let error = serve_args(&["--max-connections", "0"]).err().unwrap();
+        assert!(error.to_string().contains("--max-connections"), "{error}");
+    }
 }

@@ -9,12 +9,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{ADMIN, Backend, Harness, SECRET, sample, sha256};
+use common::{ADMIN, Backend, Harness, SECRET, record, sample, sha256};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyservice::auth::EdgeHeaders;
 use keyservice::authorize::Authorizer;
-use keyservice::store::{KeyFilter, KeyRecord};
+use keyservice::store::KeyFilter;
 use keyservice::{AppState, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -31,20 +31,6 @@ fn decode(key: &str) -> Value {
     )
     .unwrap()
     .claims
-}
-
-fn record(id: &str, user_id: &str, created_at: i64) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        key_sha256: sha256(id),
-        name: format!("key {id}"),
-        user_id: user_id.into(),
-        org_id: None,
-        scopes: Vec::new(),
-        created_at,
-        expires_at: None,
-        revoked_at: None,
-    }
 }
 
 fn post_keys(content_type: Option<&str>, body: String) -> Request<Body> {
@@ -155,10 +141,11 @@ async fn issue_without_org_or_expiry_omits_those_claims(backend: Backend) {
 
 async fn limits_are_inclusive(backend: Backend) {
     let h = Harness::new(backend).await;
-    let long = "é".repeat(256);
+    // Identities are ASCII (256 bytes); a name is 256 characters of any width.
+    let (long, wide) = ("x".repeat(256), "é".repeat(256));
     let r = h
         .create(
-            json!({"user_id": long, "org_id": long, "name": long, "expires_in_seconds": TEN_YEARS}),
+            json!({"user_id": long, "org_id": long, "name": wide, "expires_in_seconds": TEN_YEARS}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -396,7 +383,7 @@ async fn list_shows_keys_without_material_oldest_first(backend: Backend) {
     assert_eq!(&ids[..2], ["a", "c"]);
 
     let r = h.admin("GET", "/v1/keys?user_id=nobody", None).await;
-    assert_eq!(r.json, json!({"keys": []}));
+    assert_eq!(r.json, json!({"keys": [], "next": null}));
 
     let r = h.admin("GET", "/v1/keys?userid=alice", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -1037,7 +1024,7 @@ async fn bad_input_on_every_route_is_a_json_4xx(backend: Backend) {
     let cases: [(&str, &str, Option<&str>, StatusCode, &str); 12] = [
         (
             "GET",
-            "/v1/keys?limit=5",
+            "/v1/keys?limit=5&offset=5",
             Some(&auth),
             StatusCode::BAD_REQUEST,
             "invalid_query",

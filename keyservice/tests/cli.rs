@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real binary, run as a user would, against a SQLite file in a tempdir.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -574,4 +576,105 @@ fn serve_refuses_an_address_in_use() {
         "no `listening on` line when binding failed"
     );
     assert!(!text(&out.stderr).is_empty());
+}
+
+/// Records written straight into the store, as an older version or another tool may have.
+fn insert_records(env: &Env, records: Vec<keyservice::store::KeyRecord>) {
+    let url = format!("sqlite://{}", env.db().display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = keyservice::store::open(&url).await.unwrap();
+        for record in &records {
+            store.insert(record).await.unwrap();
+        }
+        store.close().await;
+    });
+}
+
+fn record(id: String, name: &str, user_id: &str, created_at: i64) -> keyservice::store::KeyRecord {
+    keyservice::store::KeyRecord {
+        name: name.into(),
+        ..common::record(&id, user_id, created_at)
+    }
+}
+
+/// `list` reads the store a bounded page at a time and prints every key; `--limit` stops and
+/// says how to go on, `--after` goes on.
+#[test]
+fn list_pages_through_any_number_of_keys() {
+    let env = Env::new();
+    let records = (0..2_500)
+        .map(|n| record(format!("k{n:04}"), "n", "u", 1_700_000_000 + n / 7))
+        .collect();
+    insert_records(&env, records);
+    let all: Vec<String> = env
+        .list_json()
+        .iter()
+        .map(|key| key["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..2_500).map(|n| format!("k{n:04}")).collect();
+    assert_eq!(all, expected);
+
+    let first = env.run(&["list", "--json", "--limit", "1200"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stderr = text(&first.stderr);
+    let after = stderr
+        .trim()
+        .strip_prefix("more keys follow: keyservice list --after ")
+        .unwrap_or_else(|| panic!("{stderr:?}"))
+        .to_owned();
+    let rest = env.run(&["list", "--json", "--after", &after]);
+    assert!(rest.status.success(), "{}", text(&rest.stderr));
+    assert!(
+        text(&rest.stderr).is_empty(),
+        "the last page says nothing more"
+    );
+    let ids = |out: &Output| -> Vec<String> {
+        text(&out.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let (first, rest) = (ids(&first), ids(&rest));
+    assert_eq!(first.len(), 1200);
+    assert_eq!([first, rest].concat(), expected);
+
+    let bad = env.run(&["list", "--after", "not-a-cursor"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--after"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let zero = env.run(&["list", "--limit", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+}
+
+/// A name or an identity stored before they were checked (or by another tool) is shown with
+/// its invisible characters escaped: one line per key, in the order written.
+#[test]
+fn the_table_escapes_what_it_cannot_show() {
+    let env = Env::new();
+    insert_records(
+        &env,
+        vec![record(
+            "legacy-1".into(),
+            "a\u{202e}b\nc\\",
+            "bob\u{200b}",
+            1,
+        )],
+    );
+    let out = env.run(&["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("a\\u{202e}b\\u{a}c\\\\") && stdout.contains("bob\\u{200b}"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{202e}') && !stdout.contains('\u{200b}'));
 }

@@ -225,6 +225,24 @@ fn a_keys_write_key_manages_its_orgs_keys_over_the_edge() {
     names.sort_unstable();
     assert_eq!(names, ["bootstrap", "ci", "temp"]);
 
+    // The same listing a page at a time, the cursor passed through the edge as it came.
+    let mut paged = Vec::new();
+    let mut path = "/v1/keys?limit=2".to_owned();
+    loop {
+        let (status, text) = call(&rig, "GET", &path, Some(&boot), None);
+        assert_eq!(status, 200, "{path}: {text}");
+        let page = json_of(&text);
+        let keys = page["keys"].as_array().unwrap();
+        assert!(keys.len() <= 2);
+        paged.extend(keys.iter().map(|k| k["name"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/keys?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    paged.sort_unstable();
+    assert_eq!(paged, ["bootstrap", "ci", "temp"]);
+
     // A key without keys:write is stopped at the edge; it still works elsewhere.
     let ci_key = ci["key"].as_str().unwrap();
     let (status, text) = call(&rig, "GET", "/v1/keys", Some(ci_key), None);

@@ -13,7 +13,8 @@ use crate::AppState;
 use crate::auth::{Caller, EdgeCaller};
 use crate::error::AppError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
-use crate::keys::{KeyView, NewKey, expiry_note, normalize_scopes};
+use crate::keys::{KeyView, NewKey, check_identity, expiry_note, is_key_id, normalize_scopes};
+use crate::pagination;
 use crate::store::Condition;
 use crate::time::{now, rfc3339};
 
@@ -143,15 +144,20 @@ async fn create(
 struct ListQuery {
     user_id: Option<String>,
     org_id: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 #[derive(Serialize)]
 struct KeyList {
     keys: Vec<KeyView>,
+    /// The `after` of the next page; `null` on the last one.
+    next: Option<String>,
 }
 
 /// The caller's visible keys, narrowed by the query (for an edge caller, a query naming another
-/// org or user just finds nothing).
+/// org or user just finds nothing), a page at a time. Query values are checked before any of
+/// them reaches the database, so both backends answer alike.
 async fn list(
     caller: Caller,
     State(state): State<AppState>,
@@ -159,14 +165,23 @@ async fn list(
 ) -> Result<Json<KeyList>, AppError> {
     let mut filter = caller.visible_keys();
     if let Some(user_id) = &query.user_id {
+        check_identity("user_id", user_id)?;
         filter = filter.and(Condition::UserIs(user_id));
     }
     if let Some(org_id) = &query.org_id {
+        check_identity("org_id", org_id)?;
         filter = filter.and(Condition::OrgIs(org_id));
     }
-    let records = state.store.list(&filter).await?;
+    let mut page = pagination::page(query.limit, query.after.as_deref())
+        .map_err(|e| AppError::InvalidQuery(e.to_string()))?;
+    let limit = page.limit;
+    // One more than asked: whether it comes back says if another page follows.
+    page.limit = limit.saturating_add(1);
+    let mut records = state.store.list(&filter, &page).await?;
+    let next = pagination::next_cursor(&mut records, limit);
     Ok(Json(KeyList {
         keys: records.iter().map(KeyView::from).collect(),
+        next,
     }))
 }
 
@@ -184,6 +199,10 @@ async fn revoke(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<Revoked>, AppError> {
+    // What cannot be an id is not looked for, and not echoed: it may be a key.
+    if !is_key_id(&id) {
+        return Err(AppError::NotFound("no such key".into()));
+    }
     let at = now();
     let filter = caller.visible_keys();
     let revocation = state

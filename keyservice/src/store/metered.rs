@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{KeyFilter, KeyRecord, KeyStore, Revocation, StoreError, StoreFuture};
+use super::{KeyFilter, KeyRecord, KeyStore, Page, Revocation, StoreError, StoreFuture};
 use crate::metrics::Metrics;
 
 pub struct MeteredStore {
@@ -34,8 +34,12 @@ impl KeyStore for MeteredStore {
         Box::pin(async move { self.count(self.inner.insert(key).await) })
     }
 
-    fn list<'a>(&'a self, filter: &'a KeyFilter<'a>) -> StoreFuture<'a, Vec<KeyRecord>> {
-        Box::pin(async move { self.count(self.inner.list(filter).await) })
+    fn list<'a>(
+        &'a self,
+        filter: &'a KeyFilter<'a>,
+        page: &'a Page,
+    ) -> StoreFuture<'a, Vec<KeyRecord>> {
+        Box::pin(async move { self.count(self.inner.list(filter, page).await) })
     }
 
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {

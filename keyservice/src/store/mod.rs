@@ -43,18 +43,36 @@ macro_rules! shared_queries {
         fn list<'a>(
             &'a self,
             filter: &'a $crate::store::KeyFilter<'a>,
+            page: &'a $crate::store::Page,
         ) -> $crate::store::StoreFuture<'a, Vec<$crate::store::KeyRecord>> {
             Box::pin(async move {
                 let (conditions, values) = filter.to_sql(1);
+                let next = values.len() + 1;
+                let after = match &page.after {
+                    // Row values: the keys strictly after the cursor in (created_at, id) order.
+                    Some(_) if conditions.is_empty() => {
+                        format!(" WHERE (created_at, id) > (${next}, ${})", next + 1)
+                    }
+                    Some(_) => format!(" AND (created_at, id) > (${next}, ${})", next + 1),
+                    None => String::new(),
+                };
+                let limit = if page.after.is_some() { next + 2 } else { next };
                 let sql = format!(
-                    concat!("SELECT ", key_columns!(), " FROM api_keys{} ORDER BY created_at, id"),
-                    conditions
+                    concat!("SELECT ", key_columns!(), " FROM api_keys{}{} ORDER BY created_at, id LIMIT ${}"),
+                    conditions, after, limit
                 );
                 let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql));
                 for value in values {
                     query = query.bind(value);
                 }
-                let rows = query.fetch_all(&self.pool).await.map_err($map_error)?;
+                if let Some(cursor) = &page.after {
+                    query = query.bind(cursor.created_at).bind(cursor.id.as_str());
+                }
+                let rows = query
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($map_error)?;
                 Ok(rows.into_iter().map($crate::store::KeyRecord::from).collect())
             })
         }
@@ -268,6 +286,29 @@ impl<'a> KeyFilter<'a> {
     }
 }
 
+/// Where a listing starts: the key it follows, in (`created_at`, `id`) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn of(record: &KeyRecord) -> Self {
+        Self {
+            created_at: record.created_at,
+            id: record.id.clone(),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("a key with this id or hash already exists")]
@@ -336,8 +377,13 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 pub trait KeyStore: Send + Sync {
     /// Inserts a new record; [`StoreError::Duplicate`] if its id or hash is taken.
     fn insert<'a>(&'a self, key: &'a KeyRecord) -> StoreFuture<'a, ()>;
-    /// The keys that `filter` lets through, oldest first (ties broken by id).
-    fn list<'a>(&'a self, filter: &'a KeyFilter<'a>) -> StoreFuture<'a, Vec<KeyRecord>>;
+    /// The keys that `filter` lets through, oldest first (ties broken by id): at most
+    /// `page.limit` of them, after `page.after`.
+    fn list<'a>(
+        &'a self,
+        filter: &'a KeyFilter<'a>,
+        page: &'a Page,
+    ) -> StoreFuture<'a, Vec<KeyRecord>>;
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>>;
     fn find_by_hash<'a>(&'a self, key_sha256: &'a str) -> StoreFuture<'a, Option<KeyRecord>>;
     /// Sets `revoked_at` to `at` unless already set (the first time stays), and returns the

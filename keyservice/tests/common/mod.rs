@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use keyservice::store::{KeyStore, StoreOptions};
+use keyservice::store::{KeyRecord, KeyStore, StoreOptions};
 use keyservice::{AppState, app};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -32,6 +32,22 @@ pub fn sha256(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A record as the store holds it, written straight in (by an older version, another tool, or a
+/// test that needs many): named `key ID`, hashed from its id, personal, no scopes.
+pub fn record(id: &str, user_id: &str, created_at: i64) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        key_sha256: sha256(id),
+        name: format!("key {id}"),
+        user_id: user_id.into(),
+        org_id: None,
+        scopes: Vec::new(),
+        created_at,
+        expires_at: None,
+        revoked_at: None,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
