@@ -40,8 +40,6 @@ RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
 
 .PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
-.PHONY: bench bench-memory bench-instructions bench-tools bench-wasm decision-path
-.PHONY: fuzz-tools fuzz-build fuzz fuzz-smoke
 
 # What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
 # `make test`, so `make run` installs no system packages.
@@ -80,11 +78,11 @@ $(ENVOY_STAMP):
 	"$(VENV)/bin/envoy" --version
 	touch "$@"
 
-# Callbacks the proxy-wasm SDK exports that keygate does not implement. Envoy enters the VM for
-# each exported callback whenever its event happens (on every request: the response's headers
-# and body, the access log, the stream's end), even where the SDK's default does nothing; without
-# the export it skips the call. `make wasm` drops them (tools/wasm-drop-exports). A context that
-# starts implementing one must take it off this list; tests/module_exports.rs lists what stays.
+# Callbacks the proxy-wasm SDK exports that keygate does not implement. Envoy enters the VM for each
+# exported callback whenever its event happens (on every request: the response's headers and body,
+# the access log, the stream's end), even where the SDK's default does nothing; without the export
+# it skips the call. `make wasm` drops them (tools/wasm-drop-exports). A context that starts
+# implementing one must take it off this list; tests/integration/module_exports.rs lists what stays.
 UNUSED_CALLBACKS := proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers \
 	proxy_on_log proxy_on_done proxy_on_new_connection proxy_on_downstream_data \
 	proxy_on_upstream_data proxy_on_downstream_connection_close \
@@ -113,8 +111,8 @@ test: tools test-tools build bench-wasm fuzz-smoke
 run: tools build
 	$(RIG_ENV) bash scripts/run.sh
 
-# tests/deploy.rs checks deploy/ offline with the compose tool (`config` needs no Docker engine)
-# and skopeo (reads the OCI layout): Debian's packages, installed when missing.
+# tests/integration/deploy.rs checks deploy/ offline with the compose tool (`config` needs no Docker
+# engine) and skopeo (reads the OCI layout): Debian's packages, installed when missing.
 deploy-tools:
 	@missing=""; \
 	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
@@ -124,7 +122,7 @@ deploy-tools:
 		echo "installing$$missing (Debian packages) for the deploy checks" >&2; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	else \
-		echo "warning: no apt-get to install$$missing; tests/deploy.rs will fail without them" >&2; \
+		echo "warning: no apt-get to install$$missing; the deploy tests will fail without them" >&2; \
 	fi
 
 # The docker-compose rig: Envoy (official image) with the filter mounted, keyservice, echo.
@@ -140,110 +138,6 @@ OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 oci: wasm
 	$(PYTHON) scripts/oci-image.py --wasm "$(KEYGATE_WASM)" --out "$(OCI_DIR)" --tag "$(OCI_TAG)"
 
-# The benchmark of issue 6 (bench/README.md): bench/bench.py drives one Envoy per configuration
-# with wrk, Debian's package, installed when missing (tests/bench_smoke.rs runs it in --quick
-# mode). The no-op filter is the wasm floor it measures; keyservice is built in release for the
-# callout and ext_authz paths. BENCH_ARGS is passed on, e.g. BENCH_ARGS=--quick.
-BENCH_ARGS ?=
-bench-tools:
-	@missing=""; \
-	command -v wrk >/dev/null || missing="$$missing wrk"; \
-	command -v openssl >/dev/null || missing="$$missing openssl"; \
-	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing (Debian packages) for the benchmark (load, ES256/EdDSA keys, instruction counts)" >&2; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	fi
-
-# The no-op filter twice: as built (configuration 2, the floor of any wasm filter) and with the
-# callbacks keygate does without dropped the same way (2c).
-NOOP_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/keygate_bench_noop.wasm
-NOOP_TRIMMED_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/keygate_bench_noop_trimmed.wasm
-bench-wasm: rust-tools
-	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-bench-noop
-	cp "$(NOOP_WASM)" "$(NOOP_TRIMMED_WASM)"
-	$(DROP_EXPORTS) "$(NOOP_TRIMMED_WASM)" $(UNUSED_CALLBACKS)
-
-bench: tools bench-tools wasm bench-wasm
-	$(CARGO) build --release -p keyservice
-	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
-		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
-		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
-		$(PYTHON) bench/bench.py $(BENCH_ARGS)
-
-# Envoy's instructions per request under callgrind (bench.py --instructions), for the HS256 and
-# RS256 paths and their references: a section of BENCHMARKS.md that, unlike requests per second,
-# does not move with the machine's load. About ten minutes.
-bench-instructions: tools bench-tools wasm bench-wasm
-	$(CARGO) build --release -p keyservice
-	BENCH_COMMAND="make bench-instructions" \
-		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
-		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
-		$(PYTHON) bench/bench.py --instructions --settle 0
-
-# The decision alone (Gate::decide, no Envoy) per algorithm, in ns: natively, then as wasm under
-# node's V8, Envoy's engine (bench/decision-path). For profiling a change before `make bench`.
-DECISION_PATH_MS ?= 1000
-decision-path: rust-tools
-	$(CARGO) run --release -p keygate-decision-path -- $(DECISION_PATH_MS)
-	$(CARGO) build --release --target $(WASM_TARGET) -p keygate-decision-path
-	@command -v node >/dev/null || { echo "decision-path: node (Debian package nodejs) runs the wasm build under V8; install it" >&2; exit 1; }
-	node --no-warnings bench/decision-path/run-v8.mjs \
-		target/$(WASM_TARGET)/release/keygate-decision-path.wasm $(DECISION_PATH_MS)
-
-# A million distinct non-expiring keys through keygate, Envoy's memory before and after, against
-# the revocation cache's bound: a section of BENCHMARKS.md. Takes about ten minutes.
-bench-memory: tools bench-tools wasm
-	BENCH_COMMAND="make bench-memory$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
-		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
-		$(PYTHON) bench/bench.py --memory $(BENCH_ARGS)
-
-# The fuzz targets (fuzz/fuzz_targets/, one per parser of untrusted input; README "Fuzzing"):
-# libFuzzer through cargo-fuzz, pinned, installed into the project-local .tools/. On the stable
-# toolchain: `--sanitizer none` is the only build cargo-fuzz makes without -Z flags (ASan needs
-# nightly; keygate has no unsafe code for it to watch), and `--debug-assertions` turns integer
-# overflow into a crash. Seeds are in fuzz/corpus/<target> (committed); what a run adds goes to
-# fuzz/grown/<target>, crashes to fuzz/artifacts/<target>/ (both ignored by git).
-CARGO_FUZZ_VERSION := 0.13.2
-CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
-FUZZ_FLAGS := --sanitizer none --debug-assertions
-FUZZ_TARGETS := $(sort $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs))))
-FUZZ_TARGET ?= $(FUZZ_TARGETS)
-FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 2
-# A run that takes longer than this on one input is a hang, and fails.
-FUZZ_ARGS := -timeout=10 -print_final_stats=1
-
-# cargo-fuzz only drives cargo and libFuzzer: built without optimisation it installs in a third
-# of the time.
-fuzz-tools:
-	@"$(CARGO_FUZZ)" --version 2>/dev/null | grep -qF " $(CARGO_FUZZ_VERSION)" || \
-		$(CARGO) install --locked --debug --root "$(CURDIR)/.tools" cargo-fuzz --version $(CARGO_FUZZ_VERSION)
-
-fuzz-build: fuzz-tools
-	cd fuzz && "$(CARGO_FUZZ)" build $(FUZZ_FLAGS)
-
-# Each target for FUZZ_SECONDS, on the seeds and what earlier runs grew; every target runs even
-# when one fails, and the failures are listed at the end.
-fuzz: fuzz-build
-	@failed=""; \
-	for target in $(FUZZ_TARGET); do \
-		echo "== fuzz $$target for $(FUZZ_SECONDS) s" >&2; \
-		mkdir -p fuzz/grown/$$target; \
-		(cd fuzz && "$(CARGO_FUZZ)" run $(FUZZ_FLAGS) $$target grown/$$target corpus/$$target -- \
-			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS)) || failed="$$failed $$target"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in fuzz/artifacts/)" >&2; exit 1; fi
-
-# What `make test` runs: every target built, its seeds replayed, a few seconds of fuzzing each
-# (new inputs into a scratch corpus). A crash fails it. A dev build: half the build time of
-# the optimised one, which only longer runs repay.
-fuzz-smoke: fuzz-tools
-	cd fuzz && "$(CARGO_FUZZ)" build $(FUZZ_FLAGS) --dev
-	@for target in $(FUZZ_TARGETS); do \
-		scratch=fuzz/target/smoke/$$target; rm -rf $$scratch && mkdir -p $$scratch; \
-		if (cd fuzz && "$(CARGO_FUZZ)" run $(FUZZ_FLAGS) --dev $$target target/smoke/$$target corpus/$$target -- \
-			-max_total_time=$(FUZZ_SMOKE_SECONDS) $(FUZZ_ARGS)) >$$scratch.log 2>&1; then \
-			echo "fuzz-smoke $$target: $$(grep -E '^Done' $$scratch.log)"; \
-		else cat $$scratch.log; echo "fuzz-smoke: $$target failed" >&2; exit 1; fi; \
-	done
+# The benchmarks (bench/README.md) and the fuzz targets (docs/development.md), each in its own file.
+include bench/bench.mk
+include fuzz/fuzz.mk

@@ -343,7 +343,7 @@ def jwt_authn_filter(jwks: dict, cache: bool = False) -> dict:
 
 
 def ext_authz_filter() -> dict:
-    """Envoy's HTTP ext_authz to keyservice's /v1/authorize (keyservice/tests/ext_authz.rs)."""
+    """Envoy's HTTP ext_authz to keyservice's /v1/authorize (keyservice/tests/integration/ext_authz.rs)."""
     return {
         "name": "envoy.filters.http.ext_authz",
         "typed_config": {
@@ -367,7 +367,7 @@ def ext_authz_filter() -> dict:
 
 
 def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = True) -> dict:
-    """The README's minimal configuration: HS256 API keys, revocation callouts to keyservice;
+    """The minimal configuration of docs/deploy.md: HS256 API keys, revocation callouts to keyservice;
     the verified-token cache as by default, or off."""
     config: dict = {
         "secret": {"env": "JWT_SECRET"},
@@ -1237,12 +1237,12 @@ def render_memory(rows: list, meta: dict) -> str:
                   "load; the seconds do.", ""]
     lines += [
         f"{meta['keys']} distinct valid keys without `exp`, each sent once through keygate (the "
-        "README's configuration, `max_active_seconds: 3600` so that no answer expires during the "
+        "minimal configuration of docs/deploy.md, `max_active_seconds: 3600` so that no answer expires during the "
         "run) with the revocation cache of the size given; the revocation answers come from a "
         "stand-in that says \"active\" to every key with `max-age=3600` (Envoy's "
         "`direct_response`), so every key is one callout and one cache entry. Envoy's VmRSS "
-        "before the first key and after the last; the bound is the README's estimate of the "
-        "cache, about 200 bytes an entry. The cache is a fixed table of buckets of four entries "
+        "before the first key and after the last; the bound is docs/configuration.md's estimate "
+        "of the cache, about 200 bytes an entry. The cache is a fixed table of buckets of four entries "
         "that a key's digest picks; a key whose bucket is full evicts the entry closest to "
         "expiry: entries held = misses − evictions. The verified-token cache is on, as by "
         "default (1,024 tokens per worker).",

@@ -13,7 +13,7 @@ mtimes and owners in the tar, no timestamp or name in the gzip header, canonical
     scripts/oci-image.py --wasm target/wasm32-wasip1/release/keygate.wasm \
         --out target/oci/keygate --tag 0.1.0
 
-`make oci` runs it; tests/deploy.rs runs it and inspects the layout.
+`make oci` runs it; tests/integration/deploy.rs runs it and inspects the layout.
 """
 
 import argparse

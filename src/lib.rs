@@ -1,53 +1,54 @@
 //! keygate: JWT and API-key enforcement at the proxy edge.
 //!
-//! The decision logic knows nothing of Envoy and is tested natively: `config` (parsing and
-//! validation), `credential`, `jws` + `signature` + `rsa_pkcs1` + `montgomery` + `ecdsa_verify` +
-//! `verify`, `claims` + `text` (claim values as headers; the identity alphabet keyservice
-//! shares), `path` + `rules` + `scopes` (what a route requires), `cors`, `revocation` +
-//! `revocation_cache` + `in_flight` (the keyservice protocol, its shared cache and request
-//! coalescing), `token_cache`, `decision`, `response`, `metrics`, and `flow` (one request,
-//! against the `host::Host` trait). `plugin` implements the proxy-wasm contexts on top of it.
+//! Folders by concern, each depending only on those before it, with no import circle between
+//! files (both checked by `src/architecture_tests.rs`):
+//!
+//! | folder | owns |
+//! | --- | --- |
+//! | `jose` | JWS parsing, keys (secrets, JWK/JWKS), signature algorithms |
+//! | `extract` | where a request carries its token |
+//! | `policy` | the path as Envoy forwards it, rules, scopes, CORS |
+//! | `revocation` | the keyservice protocol, the shared answer cache, callouts in flight |
+//! | `config` | the plugin configuration, parsed and validated once |
+//! | `gate` | the per-request decision and the state it keeps |
+//! | `proxy` | the `Host` trait, request and root flows, the proxy-wasm contexts |
+//!
+//! Everything but `proxy::plugin` is host-free and tested natively. The public surface is the
+//! embedding API below, used by keyservice (`/v1/authorize` makes the filter's decision
+//! natively) and the benchmarks; the `internals` feature opens every module to the fuzz targets.
 
-pub mod claims;
-pub mod config;
-pub mod cors;
-pub mod credential;
-pub mod decision;
-pub mod ecdsa_verify;
-pub mod flow;
-pub mod headers;
-pub mod host;
-pub mod in_flight;
-pub mod jws;
-pub mod keys;
-pub mod metrics;
-pub mod montgomery;
-pub mod parked;
-pub mod path;
-pub mod remote_jwks;
-pub mod response;
-pub mod revocation;
-pub mod revocation_cache;
-pub mod rsa_pkcs1;
-pub mod rules;
-pub mod scopes;
-pub mod signature;
-pub mod sources;
-pub mod text;
-pub mod token_cache;
-pub mod verify;
+/// The folder modules: private, unless the `internals` feature (the fuzz targets) opens them.
+macro_rules! modules {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "internals")]
+            pub mod $name;
+            #[cfg(not(feature = "internals"))]
+            mod $name;
+        )*
+    };
+}
+
+modules!(config, extract, gate, jose, policy, proxy, revocation);
 
 #[cfg(test)]
-mod test_keys;
+mod architecture_tests;
 #[cfg(test)]
-mod test_rng;
-#[cfg(test)]
-mod wycheproof_tests;
+mod testing;
 
-#[cfg(target_arch = "wasm32")]
-mod plugin;
+pub use config::{Config, ConfigError, KeyMaterial};
+pub use gate::claims::HeaderWrite;
+pub use gate::decision::{Decision, DenyReason, Gate, Grant, RequestHead};
+pub use gate::metrics::Metrics;
+pub use gate::response::LocalReply;
+pub use gate::text;
+pub use proxy::apply::FlowAction;
+pub use proxy::flow::RequestFlow;
+pub use proxy::host::{Callout, Host};
+pub use revocation::cache::{SharedData, SharedSetError, Verdict};
+pub use revocation::protocol::{RevocationStatus, digest};
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    plugin::start();
+    proxy::plugin::start();
 }}

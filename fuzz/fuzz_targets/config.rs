@@ -5,7 +5,7 @@
 //!
 //! Properties:
 //! - parsing is deterministic (the same bytes give the same configuration or the same error);
-//! - an accepted configuration keeps the promises of README's reference: limits in range, a
+//! - an accepted configuration keeps the promises of docs/configuration.md: limits in range, a
 //!   realm a `WWW-Authenticate` header can quote, at least one provider, unique names, only
 //!   the algorithms the key material verifies (never `none`), owned headers that are lowercase
 //!   names and not the credential, framing or hop-by-hop headers, source names without
@@ -17,10 +17,10 @@
 
 use jsonwebtoken::Algorithm;
 use keygate::config::{Config, KeyMaterial, RevocationCheck};
-use keygate::credential::CredentialError;
-use keygate::decision::{Decision, DenyReason, Gate, RequestHead};
-use keygate::metrics::Metrics;
-use keygate::sources::TokenSource;
+use keygate::extract::credential::CredentialError;
+use keygate::extract::sources::TokenSource;
+use keygate::gate::decision::{Decision, DenyReason, Gate, RequestHead};
+use keygate::gate::metrics::Metrics;
 use libfuzzer_sys::fuzz_target;
 
 const RESERVED: &[&str] = &[

@@ -14,7 +14,7 @@
 //!   ASCII (safe as a header value); `*` is never echoed with credentials.
 #![no_main]
 
-use keygate::cors::{Cors, RawCors};
+use keygate::policy::cors::{Cors, RawCors};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 

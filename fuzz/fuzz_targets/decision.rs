@@ -21,9 +21,10 @@
 use std::collections::HashSet;
 
 use keygate::config::Config;
-use keygate::decision::{Decision, Gate, Grant, RequestHead};
-use keygate::metrics::Metrics;
-use keygate::sources::TokenSource;
+use keygate::extract::sources::TokenSource;
+use keygate::gate::claims::HeaderWrite;
+use keygate::gate::decision::{Decision, Gate, Grant, RequestHead};
+use keygate::gate::metrics::Metrics;
 use keygate_fuzz::{Json, carried_exactly, expected_header, sign};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -432,9 +433,9 @@ fuzz_target!(|input: Input| {
             sources: &sources,
             ..RequestHead::default()
         };
-        let decision = cached.decide(&view, now * 1000);
-        let hit = cached.last_token_cache_hit();
-        let provider = cached.last_provider_name().map(str::to_owned);
+        let (decision, trace) = cached.decide_traced(&view, now * 1000);
+        let hit = trace.token_cache_hit;
+        let provider = cached.provider_name(trace.provider).map(str::to_owned);
         assert_eq!(
             decision,
             uncached.decide(&view, now * 1000),
@@ -539,7 +540,7 @@ fn check_allowed(
     assert_eq!(revocation, api_key_without_exp, "revocation check");
 
     let mapped = mapping(provider);
-    for (name, value) in grant.identity.iter() {
+    for HeaderWrite { name, value } in grant.identity.iter() {
         let expected = match mapped.iter().find(|(header, _)| header == name) {
             Some((_, path)) => expected_header(claims, path)
                 .unwrap_or_else(|()| panic!("{name}: an unrepresentable claim let through")),
@@ -555,11 +556,11 @@ fn check_allowed(
     }
     for (header, path) in mapped {
         assert!(
-            grant.identity.iter().any(|(name, _)| name == header),
+            grant.identity.iter().any(|write| write.name == *header),
             "{header} ({path:?}) is not owned"
         );
     }
-    for (name, value) in &grant.stripped {
+    for HeaderWrite { name, value } in &grant.stripped {
         if name == ":path" {
             let path = value.as_deref().expect("the path stays");
             assert_eq!(

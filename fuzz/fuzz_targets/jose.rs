@@ -14,7 +14,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keygate::jws::Jws;
+use keygate::jose::jws::Jws;
 use keygate_fuzz::b64;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

@@ -24,10 +24,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm::{self, *};
 use keygate::config::{FailureMode, RemoteJwks, UntilReady};
-use keygate::jws::Jws;
-use keygate::keys::{VerifyKey, candidates, parse_jwks};
-use keygate::remote_jwks::{FetchKind, FetchOutcome, JwksState};
-use keygate::signature::SignatureKey;
+use keygate::gate::remote_jwks::{FetchKind, FetchOutcome, JwksState};
+use keygate::jose::jws::Jws;
+use keygate::jose::keys::{VerifyKey, candidates, parse_jwks};
+use keygate::jose::signature::SignatureKey;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

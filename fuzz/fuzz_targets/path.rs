@@ -16,8 +16,8 @@
 //!   to a literal pattern (no wildcards) matches it.
 #![no_main]
 
-use keygate::path::RoutePath;
-use keygate::rules::{RawRule, RuleAction, Rules};
+use keygate::policy::path::RoutePath;
+use keygate::policy::rules::{RawRule, RuleAction, Rules};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 

@@ -16,8 +16,8 @@
 //! - `without_token` removes every copy of the source and nothing else, and is idempotent.
 #![no_main]
 
-use keygate::credential::{CredentialError, bearer_token};
-use keygate::sources::TokenSource;
+use keygate::extract::credential::{CredentialError, bearer_token};
+use keygate::extract::sources::TokenSource;
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 4096;

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use thiserror::Error;
 
+use crate::connections::BodyReadTimeout;
 use crate::keys::{IssueError, ValidationError};
-use crate::serve_http::BodyReadTimeout;
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]

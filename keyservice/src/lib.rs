@@ -3,10 +3,11 @@
 //! [`app`] builds the whole HTTP API from an [`AppState`], so tests drive it with `oneshot`
 //! and no socket; `main.rs` only parses the command line and dispatches.
 
+pub mod args;
 pub mod auth;
-pub mod authorize;
-pub mod cli;
-pub mod config;
+pub mod authorizer;
+pub mod commands;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -14,8 +15,7 @@ pub mod metrics;
 pub mod observe;
 pub mod pagination;
 pub mod routes;
-pub mod serve_http;
-pub mod server;
+pub mod serve;
 pub mod store;
 pub mod time;
 
@@ -27,7 +27,7 @@ use axum::middleware;
 use axum::routing::get;
 
 use crate::auth::{AdminToken, EdgeHeaders};
-use crate::authorize::Authorizer;
+use crate::authorizer::Authorizer;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::store::KeyStore;

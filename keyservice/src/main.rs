@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyservice::cli::CommandError;
-use keyservice::config::{Cli, Command, ConfigError, LogFormat, Secret, required};
-use keyservice::{cli, server};
+use keyservice::args::{Cli, Command, ConfigError, LogFormat, Secret, required};
+use keyservice::commands::CommandError;
+use keyservice::{commands, serve};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -58,10 +58,10 @@ async fn run(
     // Checked per command: `revoke` and `list` never touch key material.
     let secret = || required(jwt_secret, ConfigError::MissingJwtSecret);
     match command {
-        Command::Serve(args) => server::serve(database, secret()?, args).await,
-        Command::Issue(args) => cli::issue(database, secret()?, args).await,
-        Command::Import(args) => cli::import(database, secret()?, args).await,
-        Command::Revoke(args) => cli::revoke(database, args).await,
-        Command::List(args) => cli::list(database, args).await,
+        Command::Serve(args) => serve::serve(database, secret()?, args).await,
+        Command::Issue(args) => commands::issue(database, secret()?, args).await,
+        Command::Import(args) => commands::import(database, secret()?, args).await,
+        Command::Revoke(args) => commands::revoke(database, args).await,
+        Command::List(args) => commands::list(database, args).await,
     }
 }

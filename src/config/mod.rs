@@ -3,6 +3,7 @@
 //! operator only sees one log line before Envoy refuses the config.
 
 mod error;
+pub mod headers;
 mod provider;
 mod values;
 
@@ -11,13 +12,12 @@ use serde_json::{Map, Value};
 
 pub use error::ConfigError;
 pub use provider::{
-    ClaimHeader, KeyMaterial, Provider, RemoteJwks, RevocationCheck, Secret, UntilReady,
+    KeyMaterial, Provider, RemoteJwks, RevocationCheck, Secret, UntilReady,
 };
 
-use crate::cors::{Cors, RawCors};
-use crate::revocation_cache::CacheConfig;
-use crate::rules::{RawRule, Rules};
-use crate::token_cache::TokenCacheConfig;
+use crate::policy::cors::{Cors, RawCors};
+use crate::revocation::cache::CacheConfig;
+use crate::policy::rules::{RawRule, Rules};
 use provider::{
     ProviderDefaults, RawProvider, SecretSource, default_claim_headers, parse_claim_headers,
 };
@@ -40,6 +40,13 @@ const DEFAULT_TOKEN_CACHE_TTL_SECONDS: u64 = 60;
 /// On unless configured off: the benchmark (BENCHMARKS.md) measured what a repeated token saves.
 const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 1024;
 const MAX_TOKEN_CACHE_ENTRIES: u64 = 1_048_576;
+
+/// The verified-token cache of each worker (`token_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheConfig {
+    pub max_entries: usize,
+    pub ttl_seconds: u64,
+}
 
 /// The validated plugin configuration.
 #[derive(Debug, Clone)]

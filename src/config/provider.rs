@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::values::{OneOrMany, check_header, check_path, in_range, non_empty};
 use super::{ConfigError, FailureMode};
-use crate::keys::{VerifyKey, parse_jwks};
-use crate::sources::TokenSource;
+use crate::jose::keys::{VerifyKey, parse_jwks};
+use crate::extract::sources::TokenSource;
 
 const HMAC: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 const ASYMMETRIC: &[Algorithm] = &[

@@ -4,8 +4,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use super::*;
-use crate::sources::TokenSource;
-use crate::test_keys::{self, jwk};
+use crate::extract::sources::TokenSource;
+use crate::testing::keys::{self as test_keys, jwk};
 
 fn env(name: &str) -> Option<String> {
     match name {

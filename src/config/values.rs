@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::headers::validate_header_name;
+use crate::config::headers::validate_header_name;
 
 /// A single value or a list of them, for fields such as `secret`.
 #[derive(Deserialize)]

@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use keygate::config::Config;
-use keygate::decision::{Decision, Gate, RequestHead};
-use keygate::flow::{FlowAction, RequestFlow};
-use keygate::host::{Callout, Host};
-use keygate::metrics::Metrics;
-use keygate::response::LocalReply;
-use keygate::revocation::digest;
-use keygate::revocation_cache::{SharedData, SharedSetError, Verdict};
+use keygate::Config;
+use keygate::LocalReply;
+use keygate::Metrics;
+use keygate::digest;
+use keygate::{Callout, Host};
+use keygate::{Decision, Gate, RequestHead};
+use keygate::{FlowAction, RequestFlow};
+use keygate::{SharedData, SharedSetError, Verdict};
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use crate::AppState;
-use crate::authorize::{AuthorizeRequest, Verdict};
+use crate::authorizer::{AuthorizeRequest, Verdict};
 use crate::error::AppError;
 use crate::routes::revocations::lookup;
 

@@ -1,0 +1,240 @@
+//! `keyservice serve`: bind, announce the bound address on stdout, serve until SIGINT/SIGTERM,
+//! then stop within the grace period.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use crate::args::{ConfigError, Secret, ServeArgs, required};
+use crate::auth::EdgeHeaders;
+use crate::authorizer::Authorizer;
+use crate::commands::CommandError;
+use crate::connections::{ConnectionLimits, serve_connections};
+use crate::store::{KeyStore, StoreError, StoreOptions};
+use crate::{AppState, CachePolicy, app, store};
+
+pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
+    let admin_token = admin_token(&args)?;
+    // Read before touching the database, so a bad file fails at once.
+    let authorizer = args
+        .authorize_config
+        .as_deref()
+        .map(Authorizer::from_file)
+        .transpose()
+        .map_err(|e| ConfigError::Authorize(e.to_string()))?;
+    let options = StoreOptions {
+        acquire_timeout: args.database_timeout,
+        max_connections: args.database_max_connections,
+    };
+    let store = open_waiting(database, options, args.database_wait).await?;
+    let mut state =
+        AppState::new(store.clone(), secret.expose().as_bytes()).with_cache_policy(CachePolicy {
+            active_seconds: args.cache_active_seconds,
+            revoked_seconds: args.cache_revoked_seconds,
+        });
+    if let Some(token) = admin_token {
+        state = state.with_admin_token(token.expose());
+    }
+    if args.trust_edge_identity {
+        tracing::warn!(
+            "trusting the edge's identity headers ({}, {}, {}): keyservice must be reachable \
+             only through the edge",
+            args.edge_user_header,
+            args.edge_org_header,
+            args.edge_payload_header
+        );
+        state = state.with_edge_identity(EdgeHeaders {
+            user: args.edge_user_header.to_ascii_lowercase(),
+            org: args.edge_org_header.to_ascii_lowercase(),
+            payload: args.edge_payload_header.to_ascii_lowercase(),
+        });
+    }
+    if let Some(authorizer) = authorizer {
+        tracing::info!("/v1/authorize enabled");
+        state = state.with_authorizer(authorizer);
+    }
+    let listener = TcpListener::bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    // The one stdout line: harnesses start us on port 0 and read the real port from it.
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%addr, backend = backend(database), "keyservice listening");
+
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        shutdown_grace: args.shutdown_grace,
+    };
+    serve_connections(listener, app(state), limits, shutdown_signal()).await;
+    // A database that hangs must not keep a stopping process alive either.
+    if tokio::time::timeout(args.shutdown_grace, store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not close within the grace period");
+    }
+    tracing::info!("keyservice stopped");
+    Ok(())
+}
+
+/// The admin token, if any. A blank one is as good as none (refused unless the edge's identity
+/// is trusted); one that no request could present is refused, rather than accepted at start and
+/// then never matched.
+fn admin_token(args: &ServeArgs) -> Result<Option<&Secret>, ConfigError> {
+    let token = match required(args.admin_token.as_ref(), ConfigError::MissingAdminToken) {
+        Ok(token) => token,
+        Err(_) if args.trust_edge_identity => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match unmatchable_because(token.expose()) {
+        Some(reason) => Err(ConfigError::UnmatchableAdminToken(reason)),
+        None => Ok(Some(token)),
+    }
+}
+
+/// Why a bearer token could never match, if so: the Authorization header's value is read as
+/// visible ASCII (with spaces and tabs) and the token in it is trimmed (`auth::bearer_token`).
+fn unmatchable_because(token: &str) -> Option<&'static str> {
+    if token.trim() != token {
+        Some("has leading or trailing whitespace")
+    } else if !token
+        .chars()
+        .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+    {
+        Some("contains characters other than printable ASCII")
+    } else {
+        None
+    }
+}
+
+fn backend(database: &str) -> &'static str {
+    if store::is_postgres_url(database) {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// Opens the store, retrying for up to `wait` while the database cannot be reached (it may be
+/// starting beside us). Any other error fails at once.
+async fn open_waiting(
+    database: &str,
+    options: StoreOptions,
+    wait: Duration,
+) -> Result<Arc<dyn KeyStore>, StoreError> {
+    let started = Instant::now();
+    loop {
+        match store::open_with(database, options).await {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_unavailable() && started.elapsed() < wait => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM. A handler that cannot be installed is logged and
+/// waits forever, so the other signal still works.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["keyservice", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            _ => unreachable!("parsed `serve`"),
+        }
+    }
+
+    #[test]
+    fn admin_tokens_no_request_could_present_are_refused() {
+        for token in [" token", "token\n", "\ttoken", "tökén", "to\u{7f}ken"] {
+            let args = serve_args(&["--admin-token", token]).unwrap();
+            let error = admin_token(&args).unwrap_err().to_string();
+            assert!(
+                error.starts_with("KEYSERVICE_ADMIN_TOKEN (--admin-token) "),
+                "{token:?}: {error}"
+            );
+        }
+        for token in ["token", "to ken", "a-b_c.d~e+f/g="] {
+            let args = serve_args(&["--admin-token", token]).unwrap();
+            assert_eq!(admin_token(&args).unwrap().unwrap().expose(), token);
+        }
+    }
+
+    #[test]
+    fn a_blank_admin_token_is_none_only_when_the_edge_is_trusted() {
+        let args = serve_args(&["--admin-token", "  "]).unwrap();
+        assert!(matches!(
+            admin_token(&args),
+            Err(ConfigError::MissingAdminToken)
+        ));
+        let args = serve_args(&["--admin-token", "  ", "--trust-edge-identity"]).unwrap();
+        assert!(admin_token(&args).unwrap().is_none());
+        let args = serve_args(&["--admin-token", " x ", "--trust-edge-identity"]).unwrap();
+        assert!(
+            admin_token(&args).is_err(),
+            "a given token must still be usable"
+        );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero() {
+        let args = serve_args(&[]).unwrap();
+        assert_eq!(args.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(args.shutdown_grace, Duration::from_secs(15));
+        assert_eq!(args.max_connections, 1024);
+        for flag in [
+            "--header-read-timeout",
+            "--body-read-timeout",
+            "--shutdown-grace",
+        ] {
+            let error = serve_args(&[flag, "0s"]).err().unwrap().to_string();
+            assert!(
+                error.contains(flag) && error.contains("greater than zero"),
+                "{error}"
+            );
+            let error = serve_args(&[flag, "2days"]).err().unwrap().to_string();
+            assert!(error.contains(flag) && error.contains("at most"), "{error}");
+            assert!(serve_args(&[flag, "1500ms"]).is_ok());
+        }
+        let error = serve_args(&["--max-connections", "0"]).err().unwrap();
+        assert!(error.to_string().contains("--max-connections"), "{error}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Signature keys prepared once, when a secret or a JWKS is loaded, so that verifying a token
+//! costs the cryptography and nothing else: HMAC keys are already keyed, public keys already
+//! decoded and checked. jsonwebtoken's own `decode` rebuilds the key on every call.
+//!
+//! The primitives are RustCrypto's, as in jsonwebtoken's `rust_crypto` backend, except RSA
+//! PKCS#1 v1.5 (`rsa_pkcs1`) and ECDSA's scalar multiplication (`ecdsa_verify`). RSA-PSS (rare in
+//! practice) goes through jsonwebtoken.
+
+use std::sync::OnceLock;
+
+use ed25519_dalek::Verifier as _;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::jose::ecdsa::{PreparedKey, generator_multiples};
+use crate::jose::rsa::{Hash, RsaPublicKey};
+
+#[derive(Clone)]
+pub enum SignatureKey {
+    Hmac(Box<HmacKey>),
+    Rsa(Box<RsaKey>),
+    P256(Box<PreparedKey<p256::NistP256>>),
+    P384(Box<PreparedKey<p384::NistP384>>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+#[derive(Clone)]
+pub struct HmacKey {
+    sha256: Hmac<Sha256>,
+    sha384: Hmac<Sha384>,
+    sha512: Hmac<Sha512>,
+}
+
+#[derive(Clone)]
+pub struct RsaKey {
+    pkcs1: RsaPublicKey,
+    /// For RSA-PSS, which jsonwebtoken verifies.
+    decoding: DecodingKey,
+}
+
+impl SignatureKey {
+    /// An HMAC secret, for HS256, HS384 and HS512. `None` never happens in practice: HMAC
+    /// takes keys of any length (RFC 2104); the library's interface is shared with fixed-size
+    /// MACs, so it returns a `Result` nonetheless.
+    pub fn hmac(secret: &[u8]) -> Option<Self> {
+        Some(Self::Hmac(Box::new(HmacKey {
+            sha256: Hmac::new_from_slice(secret).ok()?,
+            sha384: Hmac::new_from_slice(secret).ok()?,
+            sha512: Hmac::new_from_slice(secret).ok()?,
+        })))
+    }
+
+    /// The key of a public JWK, as jsonwebtoken decoded it.
+    pub fn public(key: &DecodingKey, family: KeyFamily) -> Result<Self, String> {
+        match (family, key.kind()) {
+            (KeyFamily::Rsa, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                let pkcs1 = RsaPublicKey::new(n, e).map_err(|error| error.to_string())?;
+                Ok(Self::Rsa(Box::new(RsaKey {
+                    pkcs1,
+                    decoding: key.clone(),
+                })))
+            }
+            (KeyFamily::P256, DecodingKeyKind::SecretOrDer(point)) => {
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                    .map(|key| {
+                        Self::P256(Box::new(PreparedKey::new(
+                            *key.as_affine(),
+                            p256_generator(),
+                        )))
+                    })
+                    .map_err(|_| "not a P-256 point".to_owned())
+            }
+            (KeyFamily::P384, DecodingKeyKind::SecretOrDer(point)) => {
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                    .map(|key| {
+                        Self::P384(Box::new(PreparedKey::new(
+                            *key.as_affine(),
+                            p384_generator(),
+                        )))
+                    })
+                    .map_err(|_| "not a P-384 point".to_owned())
+            }
+            (KeyFamily::Ed25519, DecodingKeyKind::SecretOrDer(bytes)) => {
+                let bytes: &[u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "an Ed25519 key is 32 bytes".to_owned())?;
+                ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                    .map(Self::Ed25519)
+                    .map_err(|_| "not an Ed25519 point".to_owned())
+            }
+            _ => Err("unsupported key".to_owned()),
+        }
+    }
+
+    /// Whether `signature` (decoded bytes) signs `signing_input` with `alg`. The
+    /// caller has matched `alg` to the key's type; a mismatch is simply no valid signature.
+    pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+        use Algorithm::*;
+        match (self, alg) {
+            (Self::Hmac(key), HS256) => mac_matches(key.sha256.clone(), signing_input, signature),
+            (Self::Hmac(key), HS384) => mac_matches(key.sha384.clone(), signing_input, signature),
+            (Self::Hmac(key), HS512) => mac_matches(key.sha512.clone(), signing_input, signature),
+            (Self::Rsa(key), RS256) => key.pkcs1.verify(Hash::Sha256, signing_input, signature),
+            (Self::Rsa(key), RS384) => key.pkcs1.verify(Hash::Sha384, signing_input, signature),
+            (Self::Rsa(key), RS512) => key.pkcs1.verify(Hash::Sha512, signing_input, signature),
+            (Self::Rsa(key), PS256 | PS384 | PS512) => {
+                let encoded = base64_url(signature);
+                jsonwebtoken::crypto::verify(&encoded, signing_input, &key.decoding, alg)
+                    .unwrap_or(false)
+            }
+            // `from_slice` takes r‖s and refuses either outside [1, n).
+            (Self::P256(key), ES256) => {
+                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| {
+                    let (r, s) = signature.split_scalars();
+                    key.verify(&Sha256::digest(signing_input), *r, *s)
+                })
+            }
+            (Self::P384(key), ES384) => {
+                p384::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| {
+                    let (r, s) = signature.split_scalars();
+                    key.verify(&Sha384::digest(signing_input), *r, *s)
+                })
+            }
+            (Self::Ed25519(key), EdDSA) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|signature| key.verify(signing_input, &signature).is_ok()),
+            _ => false,
+        }
+    }
+}
+
+/// The generator's odd multiples, computed once per curve for all its keys.
+pub(crate) fn p256_generator() -> &'static [p256::AffinePoint] {
+    static GENERATOR: OnceLock<Vec<p256::AffinePoint>> = OnceLock::new();
+    GENERATOR.get_or_init(generator_multiples::<p256::NistP256>)
+}
+
+pub(crate) fn p384_generator() -> &'static [p384::AffinePoint] {
+    static GENERATOR: OnceLock<Vec<p384::AffinePoint>> = OnceLock::new();
+    GENERATOR.get_or_init(generator_multiples::<p384::NistP384>)
+}
+
+/// The public key types a JWK can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+/// Compares in constant time (`verify_slice`): an HMAC tag is a secret until it matches.
+fn mac_matches<M: Mac>(mut mac: M, message: &[u8], tag: &[u8]) -> bool {
+    mac.update(message);
+    mac.verify_slice(tag).is_ok()
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

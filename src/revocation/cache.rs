@@ -1,0 +1,294 @@
+//! keyservice's answers, shared by every worker's VM through proxy-wasm shared data, so a busy
+//! key costs one callout per TTL rather than one per request.
+//!
+//! Memory is bounded by construction: the cache is a fixed number of buckets of (at most) four
+//! entries, and a token's digest picks its bucket. Envoy's shared data cannot delete keys, so the
+//! bucket count *is* the bound. A new answer takes an empty or expired place in its bucket, else
+//! the place of the entry closest to expiry (an eviction): four ways rather than one, so keys
+//! whose digests land together do not push each other out while the cache has room.
+//!
+//! In front of it, each worker keeps a small table of the entries it read or wrote (the same
+//! digest, verdict and expiry), so a busy key is answered without a host call. An entry there
+//! lives no longer than in the shared cache, so a revocation still reaches every worker within
+//! the TTL it was cached with (`max_active_seconds` at most).
+
+use std::cell::RefCell;
+use std::fmt;
+
+/// What keyservice said about a token. Only definite answers are cached: "unknown" and failures
+/// are asked again next time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedSetError {
+    /// Another worker wrote the bucket since we read it.
+    CasMismatch,
+    Failed,
+}
+
+/// Proxy-wasm shared data: a key-value store common to all VMs of one `vm_id`, with
+/// compare-and-swap.
+pub trait SharedData {
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub max_entries: u32,
+    pub max_active_seconds: u64,
+    pub max_revoked_seconds: u64,
+}
+
+/// What `store` did, for the eviction counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    /// Stored over another token's live entry.
+    Evicted,
+    /// Not stored: a zero TTL, a revoked entry that must not be downgraded, or lost races.
+    Skipped,
+}
+
+const DIGEST_LEN: usize = 32;
+/// Entries per bucket (one shared-data key): enough that collisions rarely evict while the table
+/// has room, few enough that a bucket is one small read (4 × 41 bytes).
+const WAYS: u32 = 4;
+/// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
+const LOCAL_SLOTS: u32 = 1024;
+const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8;
+const ACTIVE: u8 = 1;
+const REVOKED: u8 = 2;
+
+pub struct RevocationCache {
+    /// Bucket keys are `<namespace><bucket>`; the namespace keeps plugins with different
+    /// revocation services apart inside one VM id.
+    namespace: String,
+    config: CacheConfig,
+    buckets: u32,
+    ways: usize,
+    local: RefCell<Vec<Option<Entry>>>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    digest: [u8; DIGEST_LEN],
+    verdict: Verdict,
+    expires_at_ms: u64,
+}
+
+impl RevocationCache {
+    pub fn new(namespace: &str, config: CacheConfig) -> Self {
+        let local_slots = config.max_entries.clamp(1, LOCAL_SLOTS) as usize;
+        // At most `max_entries` entries in all: whole buckets of WAYS, or one smaller bucket.
+        let ways = WAYS.min(config.max_entries.max(1));
+        let buckets = (config.max_entries / ways).max(1);
+        Self {
+            namespace: format!("keygate.revocation.{namespace}."),
+            config,
+            buckets,
+            ways: ways as usize,
+            local: RefCell::new(vec![None; local_slots]),
+        }
+    }
+
+    /// The cached verdict for `digest`, if one is live at `now_ms`.
+    pub fn lookup(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        let live = |entry: &Entry| entry.digest == *digest && entry.expires_at_ms > now_ms;
+        let local = self.local_slot(digest);
+        if let Some(entry) = self.local.borrow().get(local).copied().flatten()
+            && live(&entry)
+        {
+            return Some(entry.verdict);
+        }
+        let (value, _) = shared.shared_get(&self.bucket_key(digest));
+        let entry = decode_bucket(&value?).into_iter().find(live)?;
+        self.remember(local, entry);
+        Some(entry.verdict)
+    }
+
+    /// Caches `verdict` for `max_age_seconds` (keyservice's `Cache-Control: max-age`), clamped
+    /// by the configured maximum for that verdict.
+    pub fn store(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        verdict: Verdict,
+        max_age_seconds: u64,
+        now_ms: u64,
+    ) -> StoreOutcome {
+        let limit = match verdict {
+            Verdict::Active => self.config.max_active_seconds,
+            Verdict::Revoked => self.config.max_revoked_seconds,
+        };
+        let ttl_ms = max_age_seconds.min(limit).saturating_mul(1000);
+        if ttl_ms == 0 {
+            return StoreOutcome::Skipped;
+        }
+        let entry = Entry {
+            digest: *digest,
+            verdict,
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        };
+        let key = self.bucket_key(digest);
+        // Two tries: a lost race means another worker just wrote this bucket; try again with
+        // what it wrote.
+        for _ in 0..2 {
+            let (current, cas) = shared.shared_get(&key);
+            let mut entries: Vec<Entry> = current
+                .as_deref()
+                .map(decode_bucket)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.expires_at_ms > now_ms)
+                .collect();
+            if verdict == Verdict::Active
+                && entries
+                    .iter()
+                    .any(|e| e.digest == *digest && e.verdict == Verdict::Revoked)
+            {
+                // An "active" answer may have been sent before the revocation: never let it
+                // replace a newer "revoked".
+                return StoreOutcome::Skipped;
+            }
+            entries.retain(|e| e.digest != *digest);
+            let mut evicted = false;
+            while entries.len() >= self.ways {
+                // The first of equals is the oldest: entries keep the order they were stored in.
+                let Some(soonest) = (0..entries.len()).min_by_key(|&i| entries[i].expires_at_ms)
+                else {
+                    break;
+                };
+                entries.remove(soonest);
+                evicted = true;
+            }
+            entries.push(entry);
+            match shared.shared_set(&key, &encode_bucket(&entries), cas) {
+                Ok(()) => {
+                    self.remember(self.local_slot(digest), entry);
+                    return if evicted {
+                        StoreOutcome::Evicted
+                    } else {
+                        StoreOutcome::Stored
+                    };
+                }
+                Err(SharedSetError::CasMismatch) => continue,
+                Err(SharedSetError::Failed) => return StoreOutcome::Skipped,
+            }
+        }
+        StoreOutcome::Skipped
+    }
+
+    fn local_slot(&self, digest: &[u8; DIGEST_LEN]) -> usize {
+        let index = u32::from_le_bytes([digest[4], digest[5], digest[6], digest[7]]);
+        (index as usize) % self.local.borrow().len().max(1)
+    }
+
+    fn remember(&self, slot: usize, entry: Entry) {
+        if let Some(place) = self.local.borrow_mut().get_mut(slot) {
+            *place = Some(entry);
+        }
+    }
+
+    fn bucket_key(&self, digest: &[u8; DIGEST_LEN]) -> String {
+        let index = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let bucket = index % self.buckets;
+        let mut key = String::with_capacity(self.namespace.len() + 10);
+        key.push_str(&self.namespace);
+        key.push_str(&bucket.to_string());
+        key
+    }
+}
+
+/// A bucket's entries; anything that is not a whole number of well-formed entries reads as an
+/// empty bucket (and is overwritten by the next store).
+fn decode_bucket(bytes: &[u8]) -> Vec<Entry> {
+    if !bytes.len().is_multiple_of(ENTRY_LEN) {
+        return Vec::new();
+    }
+    let entries: Option<Vec<Entry>> = bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect();
+    entries.unwrap_or_default()
+}
+
+fn encode_bucket(entries: &[Entry]) -> Vec<u8> {
+    entries.iter().flat_map(|e| e.encode()).collect()
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut bytes = [0u8; ENTRY_LEN];
+        bytes[..DIGEST_LEN].copy_from_slice(&self.digest);
+        bytes[DIGEST_LEN] = match self.verdict {
+            Verdict::Active => ACTIVE,
+            Verdict::Revoked => REVOKED,
+        };
+        bytes[DIGEST_LEN + 1..].copy_from_slice(&self.expires_at_ms.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != ENTRY_LEN {
+            return None;
+        }
+        let digest = bytes[..DIGEST_LEN].try_into().ok()?;
+        let verdict = match bytes[DIGEST_LEN] {
+            ACTIVE => Verdict::Active,
+            REVOKED => Verdict::Revoked,
+            _ => return None,
+        };
+        let expires_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 1..].try_into().ok()?);
+        Some(Self {
+            digest,
+            verdict,
+            expires_at_ms,
+        })
+    }
+}
+
+impl fmt::Debug for RevocationCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationCache")
+            .field("namespace", &self.namespace)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// `max-age` of a `Cache-Control` value; `None` when absent or when the answer must not be
+/// stored (`no-store`, `no-cache`, `private`).
+pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
+    let mut max_age = None;
+    for directive in cache_control?.split(',') {
+        let directive = directive.trim();
+        let (name, value) = match directive.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        if name.eq_ignore_ascii_case("no-store")
+            || name.eq_ignore_ascii_case("no-cache")
+            || name.eq_ignore_ascii_case("private")
+        {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            // RFC 9111 §1.2.2: delta-seconds are digits; `str::parse` would also take `+30`.
+            max_age = value
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

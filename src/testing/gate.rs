@@ -1,0 +1,38 @@
+//! A gate for the flow tests: from a JSON configuration, every metric given an id so that the
+//! recording host counts it; and HS256 tokens signed with its secret `s`.
+
+use std::rc::Rc;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::gate::decision::Gate;
+use crate::gate::metrics::{MetricKind, Metrics};
+
+pub fn gate_from(json: &str) -> Rc<Gate> {
+    let mut next = 0;
+    let metrics = Metrics::define(&mut |_: MetricKind, _: &str| {
+        next += 1;
+        Some(next)
+    });
+    Rc::new(Gate::new(
+        Config::parse(json.as_bytes(), &|_| None).unwrap(),
+        metrics,
+    ))
+}
+
+/// An HS256 token with `claims`, signed with the secret `s`.
+pub fn sign(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"s"),
+    )
+    .unwrap()
+}
+
+/// `Authorization: Bearer <token>` as the host holds it.
+pub fn bearer(token: &str) -> Vec<u8> {
+    format!("Bearer {token}").into_bytes()
+}
