@@ -16,7 +16,7 @@
 #![no_main]
 
 use jsonwebtoken::Algorithm;
-use keygate::config::{Config, KeyMaterial, RevocationCheck};
+use keygate::config::{Absent, Config, KeyMaterial, RevocationCheck};
 use keygate::extract::credential::CredentialError;
 use keygate::extract::sources::TokenSource;
 use keygate::gate::decision::{Decision, DenyReason, Gate, RequestHead};
@@ -63,16 +63,19 @@ fuzz_target!(|data: &[u8]| {
     };
     check(&config);
 
+    // A default requirement with `allow_missing(_or_failed)` lets requests on without identity.
+    let open = config.requirements[config.default_requirement].absent != Absent::Refuse;
     let gate = Gate::new(config, Metrics::default());
     let none: Vec<Option<Vec<u8>>> = vec![None; gate.source_headers().len()];
     let head = RequestHead {
         sources: &none,
         path: Some(b"/"),
         method: Some(b"GET"),
+        requirement: None,
         passing_preflight: false,
     };
     let decision = gate.decide(&head, 1_700_000_000_000);
-    if !gate.needs_route() {
+    if !gate.needs_route() && !open {
         assert_eq!(
             decision,
             Decision::Deny(DenyReason::Credential(CredentialError::Missing))
@@ -94,9 +97,16 @@ fuzz_target!(|data: &[u8]| {
         ..head
     };
     let decision = gate.decide(&head, 1_700_000_000_000);
+    let anonymous = match &decision {
+        Decision::Allow(grant) => {
+            grant.identity.iter().all(|write| write.value.is_none()) && grant.properties.is_empty()
+        }
+        _ => false,
+    };
     assert!(
         !matches!(decision, Decision::Allow(_) | Decision::CheckRevocation(_))
-            || gate.needs_route(),
+            || gate.needs_route()
+            || (open && anonymous),
         "a forged token let through: {decision:?}"
     );
 });

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let (pattern, raw) = text.split_once('\n').unwrap_or(("", text));
     let raws: Vec<RawRule> =
         serde_json::from_value(fixed_rules()).expect("the fixed rules are well-formed");
-    let rules = Rules::from_config(Some(raws)).expect("the fixed rules are valid");
+    let rules = Rules::from_config(Some(raws), &[]).expect("the fixed rules are valid");
 
     if let Ok(path) = RoutePath::parse(raw) {
         let reading = path.as_str();
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(rule) => rule,
         Err(_) => return,
     };
-    if Rules::from_config(Some(rule)).is_ok() {
+    if Rules::from_config(Some(rule), &[]).is_ok() {
         let stand_in = pattern.replace(['*', '?'], "x");
         let reading = RoutePath::parse(&stand_in).expect("an accepted pattern reads");
         assert_eq!(reading.as_str(), stand_in, "{pattern:?}");
@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
             ]))
             .expect("a path rule");
             let literal =
-                Rules::from_config(Some(literal)).expect("a glob without wildcards is a path");
+                Rules::from_config(Some(literal), &[]).expect("a glob without wildcards is a path");
             assert_eq!(literal.action_for(&reading, "GET"), Ok(&RuleAction::Deny));
         }
     }

@@ -266,4 +266,10 @@ impl Host for FakeHost {
     fn increment(&self, _metric: Option<u32>) {}
 
     fn record(&self, _metric: Option<u32>, _value: u64) {}
+
+    fn route_requirement(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn set_filter_state(&self, _name: &str, _value: &str) {}
 }

@@ -124,6 +124,8 @@ impl Authorizer {
                 sources: &sources,
                 path: Some(request.path),
                 method: Some(request.method),
+                // No Envoy route here: path rules and the default requirement decide.
+                requirement: None,
                 passing_preflight: false,
             };
             let decision = match gate.decide(&head, now.saturating_mul(1000)) {

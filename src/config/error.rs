@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::policy::conditions::ConditionError;
 use crate::policy::cors::CorsError;
 use crate::config::headers::HeaderNameError;
 use crate::jose::keys::JwksError;
@@ -109,5 +110,31 @@ pub enum ConfigError {
     InvalidClaimPath {
         field: String,
         path: String,
+    },
+    #[error(transparent)]
+    Condition(ConditionError),
+    #[error("`{field}`: {reason}")]
+    Requirement {
+        field: String,
+        reason: String,
+    },
+    #[error("`{field}`: no requirement is named {name:?}; name one of `requirements`")]
+    UnknownRequirement {
+        field: String,
+        name: String,
+    },
+    #[error("`{field}`: no provider is named {name:?}; name one of `providers[].name`")]
+    UnknownProvider {
+        field: String,
+        name: String,
+    },
+    #[error("`{field}`: {reason}")]
+    FilterState {
+        field: String,
+        reason: String,
+    },
+    #[error("`{field}`: publishing claims as filter state needs the top-level `filter_state` block")]
+    FilterStateMissing {
+        field: String,
     },
 }

@@ -3,14 +3,18 @@
 //! operator only sees one log line before Envoy refuses the config.
 
 mod error;
+pub mod filter_state;
 pub mod headers;
 mod provider;
+pub mod requirements;
 mod values;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use error::ConfigError;
+pub use filter_state::FilterState;
+pub use requirements::{Absent, Requirement};
 pub use provider::{
     KeyMaterial, Provider, RemoteJwks, RevocationCheck, Secret, UntilReady,
 };
@@ -21,6 +25,8 @@ use crate::policy::rules::{RawRule, Rules};
 use provider::{
     ProviderDefaults, RawProvider, SecretSource, default_claim_headers, parse_claim_headers,
 };
+use filter_state::RawFilterState;
+use requirements::RawRequirement;
 use values::{OneOrMany, check_path, in_range, non_empty};
 
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -64,6 +70,14 @@ pub struct Config {
     pub response_format: ResponseFormat,
     /// The verified-token cache; `None` when off.
     pub token_cache: Option<TokenCacheConfig>,
+    /// The named requirements, then the implicit one (any provider); never empty.
+    pub requirements: Vec<Requirement>,
+    /// The requirement of a request its route and the rules do not choose one for.
+    pub default_requirement: usize,
+    /// Whether routes may select a requirement in their metadata (`requirements` is set).
+    pub route_requirements: bool,
+    /// Publishing the identity as Envoy filter state; `None` when off.
+    pub filter_state: Option<FilterState>,
 }
 
 /// The body of local replies: ComfyUI Deploy's plain text, or a JSON object.
@@ -154,6 +168,9 @@ struct RawConfig {
     #[serde(default)]
     response_format: ResponseFormat,
     token_cache: Option<RawTokenCache>,
+    requirements: Option<std::collections::BTreeMap<String, RawRequirement>>,
+    default_requirement: Option<String>,
+    filter_state: Option<RawFilterState>,
 }
 
 #[derive(Deserialize)]
@@ -219,10 +236,14 @@ impl RawConfig {
             .revocation
             .as_ref()
             .map_or(RevocationCheck::NonExpiring, |r| r.check);
+        let filter_state = self.filter_state.map(RawFilterState::validate).transpose()?;
         let defaults = ProviderDefaults {
             claims_to_headers: &claims_to_headers,
             payload_header: self.payload_header.as_deref(),
             revocation: default_check,
+            filter_state: filter_state
+                .as_ref()
+                .map(|(state, claims)| (state, claims.as_slice())),
         };
         let providers = match self.providers {
             Some(raw) => {
@@ -279,16 +300,43 @@ impl RawConfig {
                 None
             }
         };
+        let route_requirements = self.requirements.is_some();
+        let (requirements, default_requirement) =
+            requirements::validate(self.requirements, self.default_requirement, &providers)?;
+        let requirement_names: Vec<&str> = requirements
+            .iter()
+            .take(requirements.len() - 1)
+            .map(|r| r.name.as_str())
+            .collect();
+        let rules =
+            Rules::from_config(self.rules, &requirement_names).map_err(ConfigError::Rules)?;
+        // Scopes on a route that lets requests on without a token would require nothing.
+        for (rule, requirement) in rules.scoped() {
+            let requirement = &requirements[requirement.unwrap_or(default_requirement)];
+            if requirement.absent != Absent::Refuse {
+                return Err(ConfigError::Requirement {
+                    field: format!("rules[{rule}]"),
+                    reason: format!(
+                        "require_scopes needs a token, but requirement {:?} lets requests without one through; select a requirement without allow_missing",
+                        requirement.name
+                    ),
+                });
+            }
+        }
         Ok(Config {
             providers,
             clock_skew_seconds,
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(MAX_TOKEN_BYTES_LIMIT),
             realm,
             revocation,
-            rules: Rules::from_config(self.rules).map_err(ConfigError::Rules)?,
+            rules,
             cors: Cors::from_config(self.cors).map_err(ConfigError::Cors)?,
             response_format: self.response_format,
             token_cache: self.token_cache.unwrap_or_default().validate()?,
+            requirements,
+            default_requirement,
+            route_requirements,
+            filter_state: filter_state.map(|(state, _)| state),
         })
     }
 }

@@ -7,8 +7,10 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::values::{OneOrMany, check_header, check_path, in_range, non_empty};
+use super::filter_state::{ClaimProperty, FilterState, parse_claims};
+use super::values::{OneOrMany, check_header, check_path, claim_path, in_range, non_empty};
 use super::{ConfigError, FailureMode};
+use crate::policy::conditions::{ClaimCondition, RawCondition, validate_all};
 use crate::jose::keys::{VerifyKey, parse_jwks};
 use crate::extract::sources::TokenSource;
 
@@ -132,6 +134,11 @@ pub struct Provider {
     pub revocation: RevocationCheck,
     pub required_claims: Vec<String>,
     pub max_lifetime_seconds: Option<u64>,
+    /// Conditions a token's claims must meet for this provider to accept it (`claims`);
+    /// failing one makes the token invalid (401).
+    pub conditions: Vec<ClaimCondition>,
+    /// Claims published as filter state when `filter_state` is set.
+    pub filter_state_claims: Vec<ClaimProperty>,
 }
 
 impl Provider {
@@ -168,6 +175,8 @@ pub(super) struct RawProvider {
     revocation: Option<RevocationCheck>,
     required_claims: Option<Vec<String>>,
     max_lifetime_seconds: Option<u64>,
+    claims: Option<Vec<RawCondition>>,
+    filter_state_claims: Option<Map<String, Value>>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +218,8 @@ pub(super) struct ProviderDefaults<'a> {
     pub claims_to_headers: &'a [ClaimHeader],
     pub payload_header: Option<&'a str>,
     pub revocation: RevocationCheck,
+    /// The `filter_state` block and its claims, when set.
+    pub filter_state: Option<(&'a FilterState, &'a [ClaimProperty])>,
 }
 
 impl RawProvider {
@@ -233,6 +244,8 @@ impl RawProvider {
             revocation: None,
             required_claims: None,
             max_lifetime_seconds: None,
+            claims: None,
+            filter_state_claims: None,
         }
     }
 
@@ -339,6 +352,20 @@ impl RawProvider {
             .max_lifetime_seconds
             .map(|max| in_range(&at("max_lifetime_seconds"), max, 1, 10 * 365 * 86_400))
             .transpose()?;
+        let conditions =
+            validate_all(&at("claims"), self.claims).map_err(ConfigError::Condition)?;
+        let filter_state_claims = match (self.filter_state_claims, defaults.filter_state) {
+            (None, None) => Vec::new(),
+            (None, Some((_, claims))) => claims.to_vec(),
+            (Some(map), Some((state, _))) => {
+                parse_claims(&at("filter_state_claims"), &state.prefix, map)?
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::FilterStateMissing {
+                    field: at("filter_state_claims"),
+                });
+            }
+        };
         Ok(Provider {
             name,
             issuer,
@@ -352,6 +379,8 @@ impl RawProvider {
             revocation,
             required_claims,
             max_lifetime_seconds,
+            conditions,
+            filter_state_claims,
         })
     }
 }
@@ -551,13 +580,7 @@ pub(super) fn parse_claim_headers(
     let mut mappings: Vec<ClaimHeader> = Vec::with_capacity(map.len());
     for (claim, header) in map {
         let at = format!("{field}.{claim}");
-        let path: Vec<String> = claim.split('.').map(str::to_owned).collect();
-        if path.iter().any(String::is_empty) {
-            return Err(ConfigError::InvalidClaimPath {
-                field: at,
-                path: claim,
-            });
-        }
+        let path = claim_path(&at, &claim)?;
         let Value::String(header) = header else {
             return Err(ConfigError::Json {
                 path: at,

@@ -34,6 +34,18 @@ pub(super) fn check_header(field: &str, name: &str) -> Result<(), ConfigError> {
     })
 }
 
+/// A claim's dotted path (`org.id`), split; refused with an empty segment.
+pub(super) fn claim_path(field: &str, claim: &str) -> Result<Vec<String>, ConfigError> {
+    let path: Vec<String> = claim.split('.').map(str::to_owned).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::InvalidClaimPath {
+            field: field.to_owned(),
+            path: claim.to_owned(),
+        });
+    }
+    Ok(path)
+}
+
 pub(super) fn non_empty(field: &str, value: String) -> Result<String, ConfigError> {
     if value.trim().is_empty() {
         return Err(ConfigError::EmptyField {

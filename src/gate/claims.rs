@@ -21,6 +21,14 @@ impl HeaderWrite {
     }
 }
 
+/// A filter state value the filter publishes for Envoy's other filters (`filter_state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    /// The full name, prefix included; Envoy keeps it as `wasm.<name>`.
+    pub name: String,
+    pub value: String,
+}
+
 /// The header value of the claim at `path` (`["org", "id"]` for `org.id`): strings as they are,
 /// numbers and booleans as JSON writes them, arrays of those joined with `,`; absent, `null`,
 /// objects, empty arrays and arrays holding anything but scalars leave the header unset.

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::gate::claims::{HeaderWrite, header_value};
+use crate::config::filter_state::{KEY_DIGEST, PROVIDER, SCOPES};
 use crate::config::{
-    Config, FailureMode, KeyMaterial, Provider, RevocationCheck, Secret, UnknownKeys, UntilReady,
+    Config, FailureMode, KeyMaterial, Provider, Secret,
+    UnknownKeys, UntilReady,
 };
+use crate::gate::claims::{HeaderWrite, Property, header_value};
+use crate::policy::scopes::granted_scopes;
 use crate::extract::credential::CredentialError;
 use crate::revocation::in_flight::InFlight;
 use crate::jose::jws::Jws;
@@ -20,10 +23,11 @@ use crate::gate::metrics::Metrics;
 use crate::gate::parked::Parked;
 use crate::policy::path::{PathError, RoutePath};
 use crate::gate::remote_jwks::JwksState;
-use crate::revocation::protocol::{Digest, RevocationStatus, digest, revocation_path};
+use crate::revocation::protocol::{
+    Digest, RevocationStatus, digest, hex_digest,
+};
 use crate::revocation::cache::RevocationCache;
-use crate::policy::rules::RuleAction;
-use crate::policy::scopes::missing_scopes;
+use crate::policy::rules::{Route, RuleAction};
 use crate::extract::sources::TokenSource;
 use crate::gate::token_cache::{CachedToken, TokenCache};
 use crate::gate::verify::{Clock, Rejection, VerifiedToken, verify};
@@ -37,9 +41,12 @@ pub struct Gate {
     /// headers they read.
     sources: Vec<TokenSource>,
     source_headers: Vec<String>,
+    /// Per provider, and per requirement: the indexes into `sources` they read.
+    pub(super) provider_sources: Vec<Vec<usize>>,
+    pub(super) requirement_sources: Vec<Vec<usize>>,
     owned_headers: Vec<String>,
     /// Every owned header removed: the identity of a request let through without a token.
-    anonymous: Arc<[HeaderWrite]>,
+    pub(super) anonymous: Arc<[HeaderWrite]>,
     routes_by_issuer: bool,
     token_cache: Option<RefCell<TokenCache>>,
     pub revocation_cache: Option<RevocationCache>,
@@ -55,6 +62,9 @@ pub struct Trace {
     /// Whether the token was found in the verified-token cache; `None` when the decision did
     /// not look (cache off, or refused before).
     pub token_cache_hit: Option<bool>,
+    /// The request goes on without identity because its requirement allows that
+    /// (`allow_missing`, `allow_missing_or_failed`).
+    pub anonymous: bool,
 }
 
 /// A provider's keys at run time.
@@ -73,6 +83,9 @@ pub struct RequestHead<'a> {
     /// `:path` and `:method`, read only when rules are configured.
     pub path: Option<&'a [u8]>,
     pub method: Option<&'a [u8]>,
+    /// The requirement the route selects in its metadata, read only when requirements are
+    /// configured.
+    pub requirement: Option<&'a [u8]>,
     /// A CORS preflight that the configuration lets through without a token.
     pub passing_preflight: bool,
 }
@@ -92,7 +105,7 @@ pub enum Decision {
 
 /// The request header changes that let a request through: every header the filter owns is
 /// listed, with `None` for "remove", so client-supplied copies never survive.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Grant {
     /// The headers the filter owns, in `Config::owned_headers` order. Taken from a token's claims
     /// once, when it is verified, and shared from then on (the token cache keeps them). An `Arc`
@@ -100,6 +113,11 @@ pub struct Grant {
     pub identity: Arc<[HeaderWrite]>,
     /// The token sources this request's provider strips, without the token.
     pub stripped: Vec<HeaderWrite>,
+    /// The identity as Envoy filter state (`filter_state`); empty without identity.
+    pub properties: Arc<[Property]>,
+    /// For `allow_missing_or_failed`: what to apply instead when keyservice refuses the key
+    /// (or cannot answer and `failure_mode` is `deny`): the request without identity.
+    pub fallback: Option<Box<Grant>>,
 }
 
 impl Grant {
@@ -131,20 +149,27 @@ pub enum DenyReason {
     InsufficientScope(String),
     /// A `deny` rule matched.
     ForbiddenRule,
+    /// The token's claims fail a condition of the route's requirement.
+    ForbiddenClaims,
+    /// The route's metadata selects a requirement the configuration does not have.
+    UnknownRequirement,
     /// Upstreams would read the path in different ways, so no rule can be trusted to match it.
     BadPath(PathError),
 }
 
 /// A token that passed verification (now, or when it entered the token cache), with the
 /// identity headers its grant sets.
-struct Admitted {
-    verified: Rc<VerifiedToken>,
-    identity: Arc<[HeaderWrite]>,
+pub(super) struct Admitted {
+    pub(super) verified: Rc<VerifiedToken>,
+    pub(super) identity: Arc<[HeaderWrite]>,
+    pub(super) properties: Arc<[Property]>,
+    /// Its digest, when the cache or filter state computed it (the revocation check reuses it).
+    pub(super) digest: Option<Digest>,
 }
 
 /// The one token a request carries, and where it was found.
-struct Presented<'a> {
-    token: &'a str,
+pub(super) struct Presented<'a> {
+    pub(super) token: &'a str,
     /// Indexes into `Gate::sources`.
     found_in: Vec<usize>,
 }
@@ -164,6 +189,32 @@ impl Gate {
                 source_headers.push(name);
             }
         }
+        let provider_sources: Vec<Vec<usize>> = config
+            .providers
+            .iter()
+            .map(|provider| {
+                sources
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, source)| provider.sources.contains(source))
+                    .map(|(index, _)| index)
+                    .collect()
+            })
+            .collect();
+        let requirement_sources = config
+            .requirements
+            .iter()
+            .map(|requirement| {
+                (0..sources.len())
+                    .filter(|index| {
+                        requirement
+                            .providers
+                            .iter()
+                            .any(|&p| provider_sources[p].contains(index))
+                    })
+                    .collect()
+            })
+            .collect();
         let providers = config
             .providers
             .iter()
@@ -212,6 +263,8 @@ impl Gate {
             providers,
             sources,
             source_headers,
+            provider_sources,
+            requirement_sources,
             owned_headers,
             anonymous,
             routes_by_issuer,
@@ -235,7 +288,8 @@ impl Gate {
 
     /// The fingerprint of the token a request presents, for logs.
     pub fn token_fingerprint(&self, head: &RequestHead<'_>) -> Option<String> {
-        let presented = self.presented(head).ok()?;
+        let every: Vec<usize> = (0..self.sources.len()).collect();
+        let presented = self.presented(head, &every).ok()?;
         Some(crate::revocation::protocol::fingerprint(&digest(presented.token)))
     }
 
@@ -252,6 +306,11 @@ impl Gate {
         !self.config.rules.is_empty()
     }
 
+    /// Whether the decision reads the requirement the route's metadata selects.
+    pub fn reads_route_requirement(&self) -> bool {
+        self.config.route_requirements
+    }
+
     /// Decides on a request at `now_ms`, in milliseconds since the Unix epoch.
     pub fn decide(&self, head: &RequestHead<'_>, now_ms: u64) -> Decision {
         self.decide_traced(head, now_ms).0
@@ -265,68 +324,47 @@ impl Gate {
     }
 
     fn decide_into(&self, head: &RequestHead<'_>, now_ms: u64, trace: &mut Trace) -> Decision {
-        let action = match self.route_action(head) {
-            Ok(action) => action,
+        let demand = match self.demand(head) {
+            Ok(Some(demand)) => demand,
+            Ok(None) => return Decision::Allow(self.pass_through(head)),
             Err(reason) => return Decision::Deny(reason),
         };
-        let required_scopes = match action {
-            RuleAction::Deny => return Decision::Deny(DenyReason::ForbiddenRule),
-            RuleAction::Allow => return Decision::Allow(self.pass_through(head)),
-            // A preflight carries no credentials; a closed route stays closed to it (above).
-            _ if head.passing_preflight => return Decision::Allow(self.pass_through(head)),
-            RuleAction::Authenticate => None,
-            RuleAction::RequireScopes(scopes) => Some(scopes),
+        let requirement = &self.config.requirements[demand.requirement];
+        let decision = if requirement.all {
+            self.meet_all(requirement, demand, head, now_ms, trace)
+        } else {
+            self.meet_one(requirement, demand, head, now_ms, trace)
         };
-        let presented = match self.presented(head) {
-            Ok(presented) => presented,
-            Err(error) => return Decision::Deny(DenyReason::Credential(error)),
-        };
-        let token = presented.token;
-        let mut token_digest = None;
-        let admitted = match self.verify_token(head, &presented, now_ms, &mut token_digest, trace)
-        {
-            Ok(admitted) => admitted,
-            Err(decision) => return decision,
-        };
-        let verified = &admitted.verified;
-        let provider = &self.config.providers[verified.provider];
-        if let Some(required) = required_scopes
-            && !missing_scopes(required, &verified.claims).is_empty()
-        {
-            return Decision::Deny(DenyReason::InsufficientScope(required.join(" ")));
-        }
-        let grant = self.grant(&admitted, provider, &presented, head);
-        let check = match provider.revocation {
-            RevocationCheck::None => false,
-            RevocationCheck::NonExpiring => !verified.expires(),
-            RevocationCheck::All => true,
-        };
-        let Some(revocation) = self.config.revocation.as_ref().filter(|_| check) else {
-            return Decision::Allow(grant);
-        };
-        let digest = token_digest.unwrap_or_else(|| digest(token));
-        Decision::CheckRevocation(PendingCheck {
-            path: revocation_path(&revocation.path_prefix, &digest),
-            digest,
-            grant,
-        })
+        self.soften(requirement, decision, head, trace)
     }
 
     /// Finishes a decision once keyservice has answered (or failed to).
-    pub fn after_revocation(&self, status: RevocationStatus, grant: Grant) -> Decision {
-        let Some(revocation) = &self.config.revocation else {
-            return Decision::Allow(grant);
-        };
+    pub fn after_revocation(&self, status: RevocationStatus, mut grant: Grant) -> Decision {
+        let fallback = grant.fallback.take();
+        match (self.refusal(status), fallback) {
+            (None, _) => Decision::Allow(grant),
+            (Some(_), Some(fallback)) => Decision::Allow(*fallback),
+            (Some(reason), None) => Decision::Deny(reason),
+        }
+    }
+
+    /// Whether keyservice's answer refuses the key (before any `allow_missing_or_failed`).
+    pub fn refuses(&self, status: RevocationStatus) -> bool {
+        self.refusal(status).is_some()
+    }
+
+    fn refusal(&self, status: RevocationStatus) -> Option<DenyReason> {
+        let revocation = self.config.revocation.as_ref()?;
         match status {
-            RevocationStatus::Active => Decision::Allow(grant),
-            RevocationStatus::Revoked => Decision::Deny(DenyReason::Revoked),
+            RevocationStatus::Active => None,
+            RevocationStatus::Revoked => Some(DenyReason::Revoked),
             RevocationStatus::Unknown => match revocation.unknown_keys {
-                UnknownKeys::Allow => Decision::Allow(grant),
-                UnknownKeys::Deny => Decision::Deny(DenyReason::UnknownKey),
+                UnknownKeys::Allow => None,
+                UnknownKeys::Deny => Some(DenyReason::UnknownKey),
             },
             RevocationStatus::Unavailable => match revocation.failure_mode {
-                FailureMode::Allow => Decision::Allow(grant),
-                FailureMode::Deny => Decision::Deny(DenyReason::Unavailable),
+                FailureMode::Allow => None,
+                FailureMode::Deny => Some(DenyReason::Unavailable),
             },
         }
     }
@@ -335,6 +373,18 @@ impl Gate {
     /// hand it waited for a refetch that brought none for its `kid`, so that `kid` is unknown;
     /// with no keys at all, the provider's `failure_mode` decides.
     pub fn keys_missing(&self, provider: usize, head: &RequestHead<'_>) -> Decision {
+        let decision = self.keys_missing_for(provider, head);
+        // The request waited under its route's requirement; `allow_missing_or_failed` still holds.
+        match self.demand(head) {
+            Ok(Some(demand)) => {
+                let requirement = &self.config.requirements[demand.requirement];
+                self.soften(requirement, decision, head, &mut Trace::default())
+            }
+            _ => decision,
+        }
+    }
+
+    fn keys_missing_for(&self, provider: usize, head: &RequestHead<'_>) -> Decision {
         if self.keys_of(provider).is_some() {
             return Decision::Deny(DenyReason::Token(Rejection::UnknownKid));
         }
@@ -374,11 +424,15 @@ impl Gate {
         Grant {
             identity: Arc::clone(&self.anonymous),
             stripped,
+            ..Grant::default()
         }
     }
 
-    fn route_action(&self, head: &RequestHead<'_>) -> Result<&RuleAction, DenyReason> {
-        const AUTHENTICATE: &RuleAction = &RuleAction::Authenticate;
+    pub(super) fn route_action(&self, head: &RequestHead<'_>) -> Result<&Route, DenyReason> {
+        const AUTHENTICATE: &Route = &Route {
+            action: RuleAction::Authenticate,
+            requirement: None,
+        };
         if !self.needs_route() {
             return Ok(AUTHENTICATE);
         }
@@ -390,7 +444,7 @@ impl Gate {
             .and_then(|method| std::str::from_utf8(method).ok())
             .unwrap_or_default();
         RoutePath::parse(path)
-            .and_then(|path| self.config.rules.action_for(&path, method))
+            .and_then(|path| self.config.rules.route_for(&path, method))
             .map_err(DenyReason::BadPath)
     }
 
@@ -398,9 +452,16 @@ impl Gate {
     /// Its characters are checked by `verify_token`, and only when the token is not in the
     /// verified-token cache (so a malformed token that also disagrees with another source's is
     /// refused as ambiguous rather than malformed: both are 401s for a presented token).
-    fn presented<'a>(&self, head: &RequestHead<'a>) -> Result<Presented<'a>, CredentialError> {
+    /// Only the sources at `sources` (indexes into `Gate::sources`) are read: those of the
+    /// providers the requirement takes.
+    pub(super) fn presented<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        sources: &[usize],
+    ) -> Result<Presented<'a>, CredentialError> {
         let mut presented: Option<Presented<'a>> = None;
-        for (index, source) in self.sources.iter().enumerate() {
+        for &index in sources {
+            let source = &self.sources[index];
             let Some(value) = self.source_value(head, source) else {
                 continue;
             };
@@ -433,12 +494,12 @@ impl Gate {
     /// Picks the provider and verifies, through the verified-token cache when it is on. Fills
     /// `token_digest` when the cache has it or it was computed for the cache, so the revocation
     /// check does not hash again.
-    fn verify_token(
+    pub(super) fn verify_token(
         &self,
         head: &RequestHead<'_>,
         presented: &Presented<'_>,
+        candidates: &[usize],
         now_ms: u64,
-        token_digest: &mut Option<Digest>,
         trace: &mut Trace,
     ) -> Result<Admitted, Decision> {
         let now = now_ms / 1000;
@@ -454,15 +515,17 @@ impl Gate {
             // provider takes first, and the cache must not change what keygate decides.
             let hit = cached.filter(|cached| {
                 let claims = self.routes_by_issuer.then_some(&cached.verified.claims);
-                self.provider_for(cached.alg, claims, presented) == Ok(cached.verified.provider)
+                self.provider_for(cached.alg, claims, presented, candidates)
+                    == Ok(cached.verified.provider)
             });
             trace.token_cache_hit = Some(hit.is_some());
             if let Some(cached) = hit {
                 trace.provider = Some(cached.verified.provider);
-                *token_digest = Some(cached.digest);
                 return Ok(Admitted {
                     verified: cached.verified,
                     identity: cached.identity,
+                    properties: cached.properties,
+                    digest: Some(cached.digest),
                 });
             }
         }
@@ -486,7 +549,7 @@ impl Gate {
             None
         };
         let index = self
-            .provider_for(jws.header.alg, early_claims.as_ref(), presented)
+            .provider_for(jws.header.alg, early_claims.as_ref(), presented, candidates)
             .map_err(reject)?;
         trace.provider = Some(index);
         let provider = &self.config.providers[index];
@@ -506,21 +569,32 @@ impl Gate {
         let identity = self
             .identity_headers(token, provider, &verified.claims)
             .map_err(reject)?;
-        if let Some((cache, tag)) = tagged {
+        let key = (tagged.is_some() || self.config.filter_state.is_some()).then(|| digest(token));
+        let properties = match &key {
+            Some(key) => self
+                .identity_properties(key, provider, &verified.claims)
+                .map_err(reject)?,
+            None => Arc::from([]),
+        };
+        if let (Some((cache, tag)), Some(key)) = (tagged, key) {
             let valid_until = verified
                 .expires_at
                 .map(|exp| exp.saturating_add(self.config.clock_skew_seconds));
-            let key = digest(token);
-            *token_digest = Some(key);
             let cached = CachedToken {
                 verified: Rc::clone(&verified),
                 identity: Arc::clone(&identity),
+                properties: Arc::clone(&properties),
                 digest: key,
                 alg: jws.header.alg,
             };
             cache.borrow_mut().insert(tag, cached, valid_until, now);
         }
-        Ok(Admitted { verified, identity })
+        Ok(Admitted {
+            verified,
+            identity,
+            properties,
+            digest: key,
+        })
     }
 
     /// The provider for a token: the one whose `issuer` is the token's `iss` (read unverified,
@@ -531,6 +605,7 @@ impl Gate {
         alg: Algorithm,
         claims: Option<&Map<String, Value>>,
         presented: &Presented<'_>,
+        candidates: &[usize],
     ) -> Result<usize, Rejection> {
         let takes_source = |provider: &Provider| self.takes_source(provider, presented);
         let issuer = match claims.and_then(|claims| claims.get("iss")) {
@@ -538,7 +613,9 @@ impl Gate {
             Some(Value::String(issuer)) => Some(issuer),
             Some(_) => return Err(Rejection::Malformed),
         };
-        let providers = self.config.providers.iter().enumerate();
+        let providers = candidates
+            .iter()
+            .map(|&index| (index, &self.config.providers[index]));
         if let Some(issuer) = &issuer
             && let Some((index, _)) = providers
                 .clone()
@@ -632,9 +709,43 @@ impl Gate {
         Ok(headers.into())
     }
 
+    /// The identity as filter state, when `filter_state` is set: the provider, the token's
+    /// digest (keyservice's name for a key), its scopes, and the provider's claims.
+    fn identity_properties(
+        &self,
+        digest: &Digest,
+        provider: &Provider,
+        claims: &Map<String, Value>,
+    ) -> Result<Arc<[Property]>, Rejection> {
+        let Some(state) = &self.config.filter_state else {
+            return Ok(Arc::from([]));
+        };
+        let named = |name: &str, value: String| Property {
+            name: format!("{}{name}", state.prefix),
+            value,
+        };
+        let mut properties = vec![
+            named(PROVIDER, provider.name.clone()),
+            named(KEY_DIGEST, hex_digest(digest)),
+        ];
+        let scopes = granted_scopes(claims).join(" ");
+        if !scopes.is_empty() {
+            properties.push(named(SCOPES, scopes));
+        }
+        for claim in &provider.filter_state_claims {
+            if let Some(value) = header_value(claims, &claim.path)? {
+                properties.push(Property {
+                    name: claim.name.clone(),
+                    value,
+                });
+            }
+        }
+        Ok(properties.into())
+    }
+
     /// The header changes for an admitted token: its identity headers, and the token sources
     /// its provider strips.
-    fn grant(
+    pub(super) fn grant(
         &self,
         admitted: &Admitted,
         provider: &Provider,
@@ -661,6 +772,8 @@ impl Gate {
         Grant {
             identity: Arc::clone(&admitted.identity),
             stripped,
+            properties: Arc::clone(&admitted.properties),
+            fallback: None,
         }
     }
 }

@@ -75,7 +75,8 @@ fn an_expiring_token_is_allowed_without_a_callout() {
         decision,
         Decision::Allow(Grant {
             identity: expected.into(),
-            stripped: vec![]
+            stripped: vec![],
+            ..Grant::default()
         })
     );
 }
@@ -213,6 +214,7 @@ fn revocation_answers_follow_the_configured_policies() {
     let grant = Grant {
         identity: Arc::from(Vec::new()),
         stripped: vec![],
+        ..Grant::default()
     };
     let allow = Decision::Allow(grant.clone());
     let cases = [
@@ -555,6 +557,7 @@ mod providers {
                 Decision::Allow(Grant {
                     identity: headers(&[("x-user-id", None), ("x-org-id", None)]).into(),
                     stripped: vec![],
+                    ..Grant::default()
                 }),
             ),
         ] {
@@ -588,6 +591,7 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
         sources: &sources,
         path: Some(b"/healthz"),
         method: Some(b"GET"),
+        requirement: None,
         passing_preflight: false,
     };
     assert_eq!(
@@ -595,6 +599,7 @@ fn open_routes_still_strip_the_sources_configured_to_be_stripped() {
         Decision::Allow(Grant {
             identity: headers(&[("x-user-id", None), ("x-org-id", None)]).into(),
             stripped: headers(&[("authorization", None)]),
+            ..Grant::default()
         })
     );
 }

@@ -9,7 +9,7 @@ pub enum MetricKind {
 }
 
 /// Why a request was denied, as a stat name suffix.
-pub const DENY_REASONS: [&str; 12] = [
+pub const DENY_REASONS: [&str; 14] = [
     "missing",
     "malformed",
     "bad_signature",
@@ -20,7 +20,9 @@ pub const DENY_REASONS: [&str; 12] = [
     "unknown_key",
     "forbidden_scope",
     "forbidden_rule",
+    "forbidden_claims",
     "bad_path",
+    "unknown_requirement",
     "unavailable",
 ];
 
@@ -31,6 +33,9 @@ pub struct Metrics {
     pub allowed: Option<u32>,
     /// Requests let through by `failure_mode: allow` (also counted in `allowed`).
     pub allowed_on_failure: Option<u32>,
+    /// Requests a requirement with `allow_missing` or `allow_missing_or_failed` let through
+    /// without identity (also counted in `allowed`).
+    pub allowed_anonymous: Option<u32>,
     pub denied: [Option<u32>; DENY_REASONS.len()],
     pub cache_hits: Option<u32>,
     pub cache_misses: Option<u32>,
@@ -87,6 +92,7 @@ impl Metrics {
         let mut metrics = Metrics {
             allowed: counter("requests_allowed"),
             allowed_on_failure: counter("requests_allowed_on_failure"),
+            allowed_anonymous: counter("requests_allowed_anonymous"),
             cache_hits: counter("revocation_cache_hits"),
             cache_misses: counter("revocation_cache_misses"),
             cache_evictions: counter("revocation_cache_evictions"),

@@ -8,6 +8,7 @@ pub mod decision;
 pub mod metrics;
 pub mod parked;
 pub mod remote_jwks;
+mod requirement;
 pub mod response;
 pub mod text;
 pub mod token_cache;

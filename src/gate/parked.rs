@@ -7,6 +7,7 @@ pub struct OwnedHead {
     pub sources: Vec<Option<Vec<u8>>>,
     pub path: Option<Vec<u8>>,
     pub method: Option<Vec<u8>>,
+    pub requirement: Option<Vec<u8>>,
     pub passing_preflight: bool,
     pub origin: Option<String>,
 }

@@ -12,6 +12,7 @@ pub const UNAVAILABLE_BODY: &str = "Authorization service unavailable";
 pub const INSUFFICIENT_SCOPE_BODY: &str = "Insufficient scope";
 pub const FORBIDDEN_BODY: &str = "Forbidden";
 pub const BAD_REQUEST_BODY: &str = "Bad request";
+pub const MISCONFIGURED_BODY: &str = "Route requirement is not configured";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -27,6 +28,8 @@ enum Challenge<'a> {
     Bare,
     InvalidToken,
     InsufficientScope(&'a str),
+    /// The token's claims fall short of the route's requirement: no scope to name.
+    InsufficientClaims,
 }
 
 struct Answer<'a> {
@@ -57,14 +60,17 @@ impl DenyReason {
                 | Rejection::WrongIssuer
                 | Rejection::WrongAudience
                 | Rejection::MissingClaim
-                | Rejection::UnrepresentableClaim,
+                | Rejection::UnrepresentableClaim
+                | Rejection::ClaimNotAccepted,
             ) => "invalid_claims",
             Self::Revoked => "revoked",
             Self::UnknownKey => "unknown_key",
             Self::Unavailable | Self::KeysUnavailable => "unavailable",
             Self::InsufficientScope(_) => "forbidden_scope",
             Self::ForbiddenRule => "forbidden_rule",
+            Self::ForbiddenClaims => "forbidden_claims",
             Self::BadPath(_) => "bad_path",
+            Self::UnknownRequirement => "unknown_requirement",
         }
     }
 
@@ -90,6 +96,10 @@ impl DenyReason {
             Challenge::Bare => Some(format!("Bearer realm=\"{realm}\"")),
             Challenge::InvalidToken => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                answer.description
+            )),
+            Challenge::InsufficientClaims => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
                 answer.description
             )),
             Challenge::InsufficientScope(scope) => Some(format!(
@@ -149,6 +159,20 @@ impl DenyReason {
                 text: FORBIDDEN_BODY,
                 error: "access_denied",
                 description: "this route is closed",
+                challenge: Challenge::None,
+            },
+            Self::ForbiddenClaims => Answer {
+                status: 403,
+                text: FORBIDDEN_BODY,
+                error: "insufficient_scope",
+                description: "token claims do not meet this route's requirement",
+                challenge: Challenge::InsufficientClaims,
+            },
+            Self::UnknownRequirement => Answer {
+                status: 500,
+                text: MISCONFIGURED_BODY,
+                error: "server_error",
+                description: "the route selects a requirement keygate does not have",
                 challenge: Challenge::None,
             },
             Self::BadPath(error) => Answer {

@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use siphasher::sip128::SipHasher24;
 
 use crate::config::TokenCacheConfig;
-use crate::gate::claims::HeaderWrite;
+use crate::gate::claims::{HeaderWrite, Property};
 use crate::revocation::protocol::Digest;
 use crate::gate::verify::VerifiedToken;
 
@@ -27,6 +27,7 @@ use crate::gate::verify::VerifiedToken;
 pub struct CachedToken {
     pub verified: Rc<VerifiedToken>,
     pub identity: Arc<[HeaderWrite]>,
+    pub properties: Arc<[Property]>,
     pub digest: Digest,
     pub alg: Algorithm,
 }

@@ -13,6 +13,7 @@ fn token(user: &str) -> CachedToken {
             expires_at: None,
         }),
         identity: Arc::from([HeaderWrite::new("x-user-id", Some(user.to_owned()))]),
+        properties: Arc::from([]),
         digest: [7; 32],
         alg: Algorithm::HS256,
     }

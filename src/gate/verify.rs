@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use crate::config::Provider;
 use crate::jose::jws::Jws;
 use crate::jose::keys::{NoKey, VerifyKey, candidates};
+use crate::policy::conditions::all_hold;
 
 /// A token whose signature, algorithm and claims have been checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,8 @@ pub enum Rejection {
     NoProvider,
     /// A claim mapped to a header has a value no header carries unchanged (`claims::header_value`).
     UnrepresentableClaim,
+    /// A claim fails one of the provider's `claims` conditions.
+    ClaimNotAccepted,
 }
 
 impl Rejection {
@@ -63,6 +66,7 @@ impl Rejection {
             Self::MissingClaim => "token lacks a required claim",
             Self::NoProvider => "no provider accepts this token",
             Self::UnrepresentableClaim => "token has a claim no header can carry exactly",
+            Self::ClaimNotAccepted => "token claims are not accepted",
         }
     }
 }
@@ -162,6 +166,9 @@ fn check_claims(
         .any(|name| claims.get(name).is_none_or(Value::is_null))
     {
         return Err(Rejection::MissingClaim);
+    }
+    if !all_hold(&provider.conditions, claims) {
+        return Err(Rejection::ClaimNotAccepted);
     }
     if let Some(max) = provider.max_lifetime_seconds {
         let exp = expires_at.ok_or(Rejection::LifetimeTooLong)?;

@@ -25,7 +25,10 @@ use crate::policy::scopes::validate_scope;
 const MAX_RULES: usize = 256;
 
 /// What happens to a request no rule matches.
-static DEFAULT_ACTION: RuleAction = RuleAction::Authenticate;
+static DEFAULT_ROUTE: Route = Route {
+    action: RuleAction::Authenticate,
+    requirement: None,
+};
 
 /// One entry of the `rules` list as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -35,6 +38,9 @@ pub struct RawRule {
     matcher: RawMatch,
     action: RawAction,
     scopes: Option<Vec<String>>,
+    /// The requirement (by name) a request matching the rule must meet, for `authenticate` and
+    /// `require_scopes`; the default requirement when absent.
+    requirement: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -69,6 +75,14 @@ pub enum RuleAction {
     RequireScopes(Vec<String>),
 }
 
+/// What a matching rule decides: the action and, for one that authenticates, the requirement
+/// (an index into the configuration's requirements; `None` is the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub action: RuleAction,
+    pub requirement: Option<usize>,
+}
+
 /// The validated rules, in order. Empty when none are configured: every request authenticates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules(Vec<Rule>);
@@ -78,7 +92,7 @@ struct Rule {
     pattern: Pattern,
     /// `None`: any method.
     methods: Option<Vec<String>>,
-    action: RuleAction,
+    route: Route,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,22 +171,44 @@ pub enum RuleError {
     UnexpectedScopes {
         rule: usize,
     },
+    #[error("`rules[{rule}].requirement`: no requirement is named {name:?}; name one of `requirements`")]
+    UnknownRequirement {
+        rule: usize,
+        name: String,
+    },
+    #[error("`rules[{rule}].requirement`: only actions authenticate and require_scopes take a requirement; remove `requirement` or change the action")]
+    UnexpectedRequirement {
+        rule: usize,
+    },
 }
 
 
 
 impl Rules {
     /// Validates and compiles the configured rules; `None` (no `rules` field) gives no rules.
-    pub fn from_config(raw: Option<Vec<RawRule>>) -> Result<Self, RuleError> {
+    /// `requirements` are the names rules may select, by index.
+    pub fn from_config(
+        raw: Option<Vec<RawRule>>,
+        requirements: &[&str],
+    ) -> Result<Self, RuleError> {
         let raw = raw.unwrap_or_default();
         if raw.len() > MAX_RULES {
             return Err(RuleError::TooMany { count: raw.len() });
         }
         raw.into_iter()
             .enumerate()
-            .map(|(index, rule)| rule.compile(index))
+            .map(|(index, rule)| rule.compile(index, requirements))
             .collect::<Result<_, _>>()
             .map(Self)
+    }
+
+    /// The rules that require scopes, by position, with the requirement each selects.
+    pub fn scoped(&self) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| matches!(rule.route.action, RuleAction::RequireScopes(_)))
+            .map(|(index, rule)| (index, rule.route.requirement))
     }
 
     /// Whether no rules are configured, so every request authenticates and the path need not
@@ -185,20 +221,30 @@ impl Rules {
     /// does. Refused when the path read without its `;` parameters and repeated `/` (as some
     /// upstreams read it) would get another action.
     pub fn action_for(&self, path: &RoutePath<'_>, method: &str) -> Result<&RuleAction, PathError> {
-        let action = self.first_match(path.as_str(), method);
+        self.route_for(path, method).map(|route| &route.action)
+    }
+
+    /// [`Self::action_for`], with the requirement the rule selects.
+    pub fn route_for(&self, path: &RoutePath<'_>, method: &str) -> Result<&Route, PathError> {
+        let route = self.first_match(path.as_str(), method);
         match path.lenient()? {
-            Some(lenient) if self.first_match(&lenient, method) != action => {
+            Some(lenient) if self.first_match(&lenient, method) != route => {
                 Err(PathError::Ambiguous)
             }
-            _ => Ok(action),
+            _ => Ok(route),
         }
     }
 
-    fn first_match(&self, path: &str, method: &str) -> &RuleAction {
+    #[cfg(test)]
+    fn first_match_action(&self, path: &str, method: &str) -> &RuleAction {
+        &self.first_match(path, method).action
+    }
+
+    fn first_match(&self, path: &str, method: &str) -> &Route {
         self.0
             .iter()
             .find(|rule| rule.matches(path, method))
-            .map_or(&DEFAULT_ACTION, |rule| &rule.action)
+            .map_or(&DEFAULT_ROUTE, |rule| &rule.route)
     }
 }
 
@@ -218,7 +264,7 @@ impl Rule {
 }
 
 impl RawRule {
-    fn compile(self, rule: usize) -> Result<Rule, RuleError> {
+    fn compile(self, rule: usize, requirements: &[&str]) -> Result<Rule, RuleError> {
         let RawMatch {
             path,
             prefix,
@@ -246,10 +292,25 @@ impl RawRule {
             (RawAction::Authenticate, None) => RuleAction::Authenticate,
             (RawAction::Deny, None) => RuleAction::Deny,
         };
+        let requirement = match (self.requirement, &action) {
+            (None, _) => None,
+            (Some(_), RuleAction::Allow | RuleAction::Deny) => {
+                return Err(RuleError::UnexpectedRequirement { rule });
+            }
+            (Some(name), _) => Some(
+                requirements
+                    .iter()
+                    .position(|known| *known == name)
+                    .ok_or(RuleError::UnknownRequirement { rule, name })?,
+            ),
+        };
         Ok(Rule {
             pattern,
             methods,
-            action,
+            route: Route {
+                action,
+                requirement,
+            },
         })
     }
 }

@@ -7,11 +7,11 @@ fn raw(json: &str) -> Vec<RawRule> {
 }
 
 fn rules(json: &str) -> Rules {
-    Rules::from_config(Some(raw(json))).unwrap()
+    Rules::from_config(Some(raw(json)), &["dashboard"]).unwrap()
 }
 
 fn error(json: &str) -> String {
-    Rules::from_config(Some(raw(json))).unwrap_err().to_string()
+    Rules::from_config(Some(raw(json)), &["dashboard"]).unwrap_err().to_string()
 }
 
 fn glob(pattern: &str) -> Rules {
@@ -59,7 +59,7 @@ fn the_first_matching_rule_decides() {
     ];
     for (path, method, expected) in cases {
         assert_eq!(
-            rules.first_match(path, method),
+            rules.first_match_action(path, method),
             &expected,
             "{method} {path}"
         );
@@ -70,14 +70,14 @@ fn the_first_matching_rule_decides() {
 fn without_a_match_requests_authenticate() {
     let rules = rules(r#"[{"match": {"path": "/healthz"}, "action": "allow"}]"#);
     assert_eq!(
-        rules.first_match("/other", "GET"),
+        rules.first_match_action("/other", "GET"),
         &RuleAction::Authenticate
     );
-    for none in [Rules::from_config(None), Rules::from_config(Some(vec![]))] {
+    for none in [Rules::from_config(None, &[]), Rules::from_config(Some(vec![]), &[])] {
         let none = none.unwrap();
         assert!(none.is_empty());
         assert_eq!(
-            none.first_match("/healthz", "GET"),
+            none.first_match_action("/healthz", "GET"),
             &RuleAction::Authenticate
         );
     }
@@ -93,8 +93,8 @@ fn an_earlier_rule_shadows_a_later_one() {
           {"match": {"path": "/a/x"}, "action": "deny"}
         ]"#,
     );
-    assert_eq!(rules.first_match("/a/x", "DELETE"), &RuleAction::Deny);
-    assert_eq!(rules.first_match("/a/x", "GET"), &RuleAction::Allow);
+    assert_eq!(rules.first_match_action("/a/x", "DELETE"), &RuleAction::Deny);
+    assert_eq!(rules.first_match_action("/a/x", "GET"), &RuleAction::Allow);
 }
 
 #[test]
@@ -142,14 +142,14 @@ fn globs_match_within_and_across_segments() {
         let rules = glob(pattern);
         for path in *hits {
             assert_eq!(
-                rules.first_match(path, "GET"),
+                rules.first_match_action(path, "GET"),
                 &RuleAction::Deny,
                 "{pattern} should match {path}"
             );
         }
         for path in *misses {
             assert_eq!(
-                rules.first_match(path, "GET"),
+                rules.first_match_action(path, "GET"),
                 &RuleAction::Authenticate,
                 "{pattern} should not match {path}"
             );
@@ -231,7 +231,7 @@ fn globs_agree_with_the_plain_definition() {
 fn pathological_globs_finish_quickly() {
     let rules = glob("/**/*a*a*a*a*a*b/**/*a*a*a*a*b");
     let long = format!("/{}", ["a".repeat(200).as_str(); 50].join("/"));
-    assert_eq!(rules.first_match(&long, "GET"), &RuleAction::Authenticate);
+    assert_eq!(rules.first_match_action(&long, "GET"), &RuleAction::Authenticate);
 }
 
 #[test]
@@ -389,9 +389,9 @@ fn the_raw_form_refuses_unknown_fields_and_actions() {
 fn at_most_256_rules() {
     let rule = r#"{"match": {"prefix": "/"}, "action": "allow"}"#;
     let list = |n: usize| format!("[{}]", vec![rule; n].join(","));
-    assert!(Rules::from_config(Some(raw(&list(256)))).is_ok());
+    assert!(Rules::from_config(Some(raw(&list(256))), &[]).is_ok());
     assert_eq!(
-        Rules::from_config(Some(raw(&list(257)))),
+        Rules::from_config(Some(raw(&list(257))), &[]),
         Err(RuleError::TooMany { count: 257 })
     );
     assert!(error(&list(300)).starts_with("`rules`: 300 rules is over the limit of 256"));
@@ -408,7 +408,7 @@ fn methods_and_scopes_are_kept_once_each() {
         Some(vec!["GET".into(), "M-SEARCH".into()])
     );
     assert_eq!(
-        rules.0[0].action,
+        rules.0[0].route.action,
         RuleAction::RequireScopes(vec!["x".into(), "y".into()])
     );
 }
@@ -460,4 +460,47 @@ fn path_tricks_reach_the_rule_that_protects_the_path_or_are_refused() {
     // Paths are case-sensitive: `/ADMIN` is another path. On an upstream that ignores case,
     // protect with an allow-list and a denying or authenticating catch-all instead.
     assert_eq!(action(&rules, "/ADMIN"), Ok(RuleAction::Allow));
+}
+
+#[test]
+fn rules_select_requirements_by_name() {
+    let rules = rules(
+        r#"[
+        {"match": {"prefix": "/dashboard/"}, "action": "authenticate", "requirement": "dashboard"},
+        {"match": {"prefix": "/admin/"}, "action": "require_scopes", "scopes": ["admin"], "requirement": "dashboard"},
+        {"match": {"prefix": "/"}, "action": "authenticate"}
+    ]"#,
+    );
+    let route = |path: &str| rules.route_for(&RoutePath::parse(path).unwrap(), "GET").unwrap().clone();
+    assert_eq!(
+        route("/dashboard/keys"),
+        Route { action: RuleAction::Authenticate, requirement: Some(0) }
+    );
+    assert_eq!(
+        route("/admin/x"),
+        Route { action: RuleAction::RequireScopes(vec!["admin".into()]), requirement: Some(0) }
+    );
+    assert_eq!(route("/api"), Route { action: RuleAction::Authenticate, requirement: None });
+    assert_eq!(
+        error(r#"[{"match": {"path": "/a"}, "action": "authenticate", "requirement": "nope"}]"#),
+        "`rules[0].requirement`: no requirement is named \"nope\"; name one of `requirements`"
+    );
+    assert!(
+        error(r#"[{"match": {"path": "/a"}, "action": "allow", "requirement": "dashboard"}]"#)
+            .starts_with("`rules[0].requirement`: only actions authenticate and require_scopes")
+    );
+}
+
+#[test]
+fn a_path_read_two_ways_that_selects_two_requirements_is_refused() {
+    let rules = rules(
+        r#"[
+        {"match": {"path": "/a/b"}, "action": "authenticate", "requirement": "dashboard"},
+        {"match": {"prefix": "/"}, "action": "authenticate"}
+    ]"#,
+    );
+    assert_eq!(
+        rules.route_for(&RoutePath::parse("/a;x/b").unwrap(), "GET"),
+        Err(PathError::Ambiguous)
+    );
 }

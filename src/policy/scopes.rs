@@ -8,8 +8,7 @@ const MAX_SCOPE_LEN: usize = 128;
 
 /// Every scope the claims grant, each once, in no particular order. Values of the wrong type
 /// (a non-string in `scopes`, a `scope` that is not a string) grant nothing. For the tests:
-/// the check itself ([`missing_scopes`]) needs no list.
-#[cfg(test)]
+/// the check itself ([`missing_scopes`]) needs no list; filter state publishes it.
 pub fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
     let mut granted: Vec<&str> = scope_claims(claims).collect();
     // Sorting rather than a `contains` per scope: a token can list thousands.

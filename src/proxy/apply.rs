@@ -24,6 +24,10 @@ pub fn after_answer(gate: &Gate, host: &dyn Host, status: RevocationStatus, gran
     if status == RevocationStatus::Unavailable && failure_mode == Some(FailureMode::Allow) {
         host.increment(gate.metrics.allowed_on_failure);
     }
+    if grant.fallback.is_some() && gate.refuses(status) {
+        // `allow_missing_or_failed` takes the request on without identity.
+        host.increment(gate.metrics.allowed_anonymous);
+    }
     gate.after_revocation(status, grant)
 }
 
@@ -43,6 +47,9 @@ pub fn carry_out(
                 if value.is_some() || host.request_header(name).is_some() {
                     host.set_request_header(name, value.as_deref());
                 }
+            }
+            for property in grant.properties.iter() {
+                host.set_filter_state(&property.name, &property.value);
             }
             host.increment(gate.metrics.allowed);
             FlowAction::Continue

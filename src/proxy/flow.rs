@@ -250,6 +250,11 @@ pub(super) fn read_head(gate: &Gate, host: &dyn Host) -> OwnedHead {
     } else {
         (None, None)
     };
+    let requirement = if gate.reads_route_requirement() {
+        host.route_requirement()
+    } else {
+        None
+    };
     let mut origin = None;
     let mut passing_preflight = false;
     if let Some(cors) = &gate.config.cors {
@@ -275,6 +280,7 @@ pub(super) fn read_head(gate: &Gate, host: &dyn Host) -> OwnedHead {
         sources,
         path,
         method,
+        requirement,
         passing_preflight,
         origin,
     }
@@ -285,6 +291,7 @@ pub(super) fn view(head: &OwnedHead) -> RequestHead<'_> {
         sources: &head.sources,
         path: head.path.as_deref(),
         method: head.method.as_deref(),
+        requirement: head.requirement.as_deref(),
         passing_preflight: head.passing_preflight,
     }
 }
@@ -298,6 +305,9 @@ pub(super) fn decide(
 ) -> Decision {
     let view = view(head);
     let (decision, trace) = gate.decide_traced(&view, now_ms);
+    if trace.anonymous {
+        host.increment(gate.metrics.allowed_anonymous);
+    }
     match trace.token_cache_hit {
         Some(true) => host.increment(gate.metrics.token_cache_hits),
         Some(false) => host.increment(gate.metrics.token_cache_misses),

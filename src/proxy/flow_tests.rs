@@ -507,3 +507,44 @@ fn a_401_carries_cors_headers_only_for_an_allowed_origin() {
             .any(|(n, _)| n.starts_with("access-control"))
     );
 }
+
+#[test]
+fn the_routes_requirement_is_read_only_when_configured_and_filter_state_is_set_on_the_way() {
+    let host = FakeHost::default();
+    *host.route_requirement.borrow_mut() = Some(b"open".to_vec());
+    // Without `requirements` the route's metadata means nothing to keygate.
+    let plain = gate("");
+    host.request(1, &[]);
+    let mut flow = RequestFlow::new(Rc::clone(&plain), 1);
+    assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Pause);
+    assert_eq!(host.replies_to(1)[0].status, 401);
+
+    let gate = gate_with(
+        r#","requirements":{"open":{"provider":"default","allow_missing":true}},"filter_state":{}"#,
+        "",
+    );
+    host.request(2, &[("x-user-id", b"mallory")]);
+    let mut flow = RequestFlow::new(Rc::clone(&gate), 2);
+    assert_eq!(flow.on_request_headers(&host, NOW_MS), FlowAction::Continue);
+    assert_eq!(host.headers_set_on(2), vec![("x-user-id".to_owned(), None)]);
+    assert!(host.filter_state.borrow().is_empty());
+    assert_eq!(host.counter(gate.metrics.allowed_anonymous), 1);
+
+    // A key checked with keyservice: its filter state is set when the answer lets it on.
+    let token = sign(json!({"user_id": "u1", "org_id": "o1"}));
+    answered(&host, &gate, 3, &token, &active(Some("max-age=30")));
+    assert_eq!(host.resumed.borrow().as_slice(), &[3]);
+    let state: Vec<(u32, String, String)> = host.filter_state.borrow().clone();
+    let names: Vec<&str> = state.iter().map(|(_, name, _)| name.as_str()).collect();
+    assert!(state.iter().all(|(context, _, _)| *context == 3));
+    assert_eq!(
+        names,
+        ["keygate.provider", "keygate.key_digest", "keygate.org_id", "keygate.user_id"]
+    );
+    // A revoked key on the open route: on, without identity or filter state.
+    host.filter_state.borrow_mut().clear();
+    let revoked = sign(json!({"user_id": "u2"}));
+    answered(&host, &gate, 4, &revoked, &answer(Some(410)));
+    assert_eq!(host.replies_to(4)[0].status, 401);
+    assert!(host.filter_state.borrow().is_empty());
+}

@@ -61,6 +61,11 @@ pub trait Host: SharedData {
     fn increment(&self, metric: Option<u32>);
     /// Records a histogram value.
     fn record(&self, metric: Option<u32>, value: u64);
+    /// The requirement the request's route selects: the string at
+    /// `xds.route_metadata.filter_metadata.keygate.requirement`.
+    fn route_requirement(&self) -> Option<Vec<u8>>;
+    /// Publishes a value as the request's filter state (Envoy keeps it as `wasm.<name>`).
+    fn set_filter_state(&self, name: &str, value: &str);
 }
 
 #[cfg(test)]

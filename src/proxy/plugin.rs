@@ -337,4 +337,23 @@ impl Host for EnvoyHost {
             let _ = hostcalls::record_metric(metric, value);
         }
     }
+
+    fn route_requirement(&self) -> Option<Vec<u8>> {
+        hostcalls::get_property(ROUTE_REQUIREMENT.to_vec()).ok().flatten()
+    }
+
+    fn set_filter_state(&self, name: &str, value: &str) {
+        if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
+            warn!("cannot set filter state {name}: {status:?}");
+        }
+    }
 }
+
+/// Where a route selects its requirement: `metadata.filter_metadata.keygate.requirement`.
+const ROUTE_REQUIREMENT: &[&str] = &[
+    "xds",
+    "route_metadata",
+    "filter_metadata",
+    "keygate",
+    "requirement",
+];

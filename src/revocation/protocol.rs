@@ -37,8 +37,13 @@ pub fn digest(token: &str) -> Digest {
 /// targets expect in a callout's path).
 #[cfg(any(test, feature = "internals"))]
 pub fn token_digest(token: &str) -> String {
+    hex_digest(&digest(token))
+}
+
+/// The digest in lowercase hex: how keyservice names a key, and what filter state publishes.
+pub fn hex_digest(digest: &Digest) -> String {
     let mut hex = String::with_capacity(64);
-    push_hex(&mut hex, &digest(token));
+    push_hex(&mut hex, digest);
     hex
 }
 

@@ -24,6 +24,9 @@ pub struct FakeHost {
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     pub counters: RefCell<HashMap<u32, u64>>,
     pub histogram: RefCell<Vec<u64>>,
+    /// What the route's metadata selects, for every request.
+    pub route_requirement: RefCell<Option<Vec<u8>>>,
+    pub filter_state: RefCell<Vec<(u32, String, String)>>,
 }
 
 impl FakeHost {
@@ -140,5 +143,17 @@ impl Host for FakeHost {
         if metric.is_some() {
             self.histogram.borrow_mut().push(value);
         }
+    }
+
+    fn route_requirement(&self) -> Option<Vec<u8>> {
+        self.route_requirement.borrow().clone()
+    }
+
+    fn set_filter_state(&self, name: &str, value: &str) {
+        self.filter_state.borrow_mut().push((
+            *self.current.borrow(),
+            name.to_owned(),
+            value.to_owned(),
+        ));
     }
 }

@@ -224,6 +224,7 @@ fn envoy_configs() -> Vec<EnvoyConfig> {
         "envoy/envoy.yaml",
         "deploy/compose/envoy.yaml",
         "deploy/envoy/minimal.yaml",
+        "deploy/envoy/requirements.yaml",
     ] {
         assert!(
             found.contains(expected),

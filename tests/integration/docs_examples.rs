@@ -675,7 +675,10 @@ fn stub_cluster(name: &str) -> Value {
 }
 
 /// HTTP connection manager options a doc may show on their own (docs/paths-and-headers.md).
-const CONNECTION_MANAGER_OPTIONS: [&str; 4] = [
+const CONNECTION_MANAGER_OPTIONS: [&str; 5] = [
+    // Routes (to cluster `upstream`, which the bootstrap around them defines), e.g. with
+    // keygate's route metadata.
+    "route_config",
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
@@ -912,6 +915,134 @@ fn check_service_entry(object: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Istio's VirtualService, against the fields of its API; every HTTP route named (the name is
+/// what an EnvoyFilter selects it by).
+fn check_virtual_service(object: &Value) -> Result<(), String> {
+    unknown_fields(object, &["apiVersion", "kind", "metadata", "spec"], "")?;
+    let spec = &object["spec"];
+    unknown_fields(
+        spec,
+        &["hosts", "gateways", "http", "tls", "tcp", "exportTo"],
+        "spec",
+    )?;
+    for (index, route) in spec["http"].as_array().into_iter().flatten().enumerate() {
+        let what = format!("spec.http[{index}]");
+        unknown_fields(
+            route,
+            &[
+                "name",
+                "match",
+                "route",
+                "redirect",
+                "directResponse",
+                "delegate",
+                "rewrite",
+                "timeout",
+                "retries",
+                "fault",
+                "mirror",
+                "mirrors",
+                "corsPolicy",
+                "headers",
+            ],
+            &what,
+        )?;
+        if !route["name"].is_string() {
+            return Err(format!(
+                "`{what}.name` is what an EnvoyFilter selects the route by; set it"
+            ));
+        }
+        for (index, destination) in route["route"].as_array().into_iter().flatten().enumerate() {
+            unknown_fields(
+                destination,
+                &["destination", "weight", "headers"],
+                &format!("{what}.route[{index}]"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Istio's EnvoyFilter, against the fields of its API; a route patch that carries keygate's
+/// metadata names a requirement as a string.
+fn check_envoy_filter(object: &Value) -> Result<(), String> {
+    unknown_fields(object, &["apiVersion", "kind", "metadata", "spec"], "")?;
+    let spec = &object["spec"];
+    unknown_fields(
+        spec,
+        &[
+            "workloadSelector",
+            "targetRefs",
+            "configPatches",
+            "priority",
+        ],
+        "spec",
+    )?;
+    let patches = spec["configPatches"].as_array().filter(|p| !p.is_empty());
+    for (index, patch) in patches
+        .ok_or("`spec.configPatches` is empty")?
+        .iter()
+        .enumerate()
+    {
+        let what = format!("spec.configPatches[{index}]");
+        unknown_fields(patch, &["applyTo", "match", "patch"], &what)?;
+        one_of(
+            &patch["applyTo"],
+            &[
+                "LISTENER",
+                "FILTER_CHAIN",
+                "NETWORK_FILTER",
+                "HTTP_FILTER",
+                "ROUTE_CONFIGURATION",
+                "VIRTUAL_HOST",
+                "HTTP_ROUTE",
+                "CLUSTER",
+                "EXTENSION_CONFIG",
+                "BOOTSTRAP",
+                "LISTENER_FILTER",
+            ],
+            &format!("{what}.applyTo"),
+        )?;
+        if !patch["match"].is_null() {
+            unknown_fields(
+                &patch["match"],
+                &[
+                    "context",
+                    "proxy",
+                    "listener",
+                    "routeConfiguration",
+                    "cluster",
+                ],
+                &format!("{what}.match"),
+            )?;
+            one_of(
+                &patch["match"]["context"],
+                &["ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"],
+                &format!("{what}.match.context"),
+            )?;
+        }
+        unknown_fields(
+            &patch["patch"],
+            &["operation", "value", "filterClass"],
+            &format!("{what}.patch"),
+        )?;
+        let keygate = &patch["patch"]["value"]["metadata"]["filter_metadata"]["keygate"];
+        if !keygate.is_null() {
+            unknown_fields(
+                keygate,
+                &["requirement"],
+                &format!("{what}.patch.value.metadata.filter_metadata.keygate"),
+            )?;
+            if !keygate["requirement"].is_string() || patch["applyTo"] != "HTTP_ROUTE" {
+                return Err(format!(
+                    "`{what}`: keygate's route metadata is a `requirement` string on an HTTP_ROUTE"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_kubernetes(object: &Value) -> Result<(), String> {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{
@@ -936,6 +1067,10 @@ fn check_kubernetes(object: &Value) -> Result<(), String> {
         ("networking.istio.io/v1" | "networking.istio.io/v1beta1", "ServiceEntry") => {
             check_service_entry(object)
         }
+        ("networking.istio.io/v1" | "networking.istio.io/v1beta1", "VirtualService") => {
+            check_virtual_service(object)
+        }
+        ("networking.istio.io/v1alpha3", "EnvoyFilter") => check_envoy_filter(object),
         _ => {
             Err("no check for this kind: add one to tests/integration/docs_examples.rs".to_owned())
         }
@@ -1091,6 +1226,26 @@ fn the_checker_reports_wrong_examples() {
         )
         .contains("fields its type does not have")
     );
+    // Istio's routing kinds: a VirtualService route without a name, keygate's route metadata
+    // anywhere but on an HTTP_ROUTE or not a string.
+    let message = failure(
+        "```yaml\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\n\
+         spec: {hosts: [a], http: [{route: [{destination: {host: a}}]}]}\n```\n",
+    );
+    assert!(message.contains("`spec.http[0].name`"), "{message}");
+    let envoy_filter = |apply_to: &str, requirement: &str| {
+        format!(
+            "```yaml\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {{name: a}}\n\
+             spec:\n  configPatches:\n  - applyTo: {apply_to}\n    match: {{context: GATEWAY}}\n    \
+             patch: {{operation: MERGE, value: {{metadata: {{filter_metadata: {{keygate: {{requirement: {requirement}}}}}}}}}}}\n```\n"
+        )
+    };
+    let fine = check(&envoy_filter("HTTP_ROUTE", "dashboard"));
+    assert!(fine.failures.is_empty(), "{:?}", fine.failures);
+    assert!(failure(&envoy_filter("VIRTUAL_HOST", "dashboard")).contains("on an HTTP_ROUTE"));
+    assert!(failure(&envoy_filter("HTTP_ROUTE", "[a]")).contains("`requirement` string"));
+    assert!(failure(&envoy_filter("HTTP_ROOT", "a")).contains("applyTo"));
+
     let piece = r#"```yaml
 http_filters:
 - name: keygate

@@ -20,6 +20,7 @@ mod options;
 mod path_differential;
 mod plugin_config;
 mod providers;
+mod requirements;
 mod response_format;
 mod revocation;
 mod revocation_cache;

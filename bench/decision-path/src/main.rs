@@ -181,6 +181,12 @@ impl Host for BenchHost {
     }
     fn increment(&self, _: Option<u32>) {}
     fn record(&self, _: Option<u32>, _: u64) {}
+    fn route_requirement(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn set_filter_state(&self, _: &str, value: &str) {
+        std::hint::black_box(value);
+    }
 }
 
 /// Times `RequestFlow::on_request_headers` for `config` and `token`; a non-expiring token's
@@ -241,6 +247,7 @@ fn main() -> Result<(), String> {
             sources: &sources,
             path: None,
             method: None,
+            requirement: None,
             passing_preflight: false,
         };
         let first = case.gate.decide(&head, NOW_MS);
