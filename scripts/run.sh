@@ -10,8 +10,9 @@
 #                           (development default: dev-secret-change-me-0123456789abcdef)
 #   KEYSERVICE_ADMIN_TOKEN  bearer token of keyservice's management API
 #                           (development default: dev-admin-token)
-#   KEYSERVICE_CACHE_ACTIVE_SECONDS  how long the edge may cache an "active" answer, so how long
-#                           a revocation takes to reach it (rig default: 2; keyservice's own: 30)
+#   KEYSERVICE_CACHE_ACTIVE_SECONDS  how long the edge may cache an "active" answer (keyservice's
+#                           default, a day: Envoy follows the revocation feed, so a revocation
+#                           reaches it in about a second anyway)
 #   DATABASE_URL            keyservice's database (default: sqlite://$KEYGATE_RUN_DIR/keyservice.db;
 #                           postgres://USER:PASSWORD@HOST:PORT/DB for PostgreSQL)
 #   ENVOY_BIN, KEYSERVICE_BIN, ECHO_UPSTREAM_BIN   binaries (defaults: .venv/bin/envoy, target/debug/*)
@@ -64,9 +65,7 @@ if [[ -z ${KEYSERVICE_ADMIN_TOKEN:-} ]]; then
   KEYSERVICE_ADMIN_TOKEN=dev-admin-token
   warn "KEYSERVICE_ADMIN_TOKEN is not set: using the development default '$KEYSERVICE_ADMIN_TOKEN'"
 fi
-# Short in the rig so the demo's revocation shows within seconds.
-KEYSERVICE_CACHE_ACTIVE_SECONDS=${KEYSERVICE_CACHE_ACTIVE_SECONDS:-2}
-export JWT_SECRET KEYSERVICE_ADMIN_TOKEN KEYSERVICE_CACHE_ACTIVE_SECONDS
+export JWT_SECRET KEYSERVICE_ADMIN_TOKEN
 
 # A port is free when we can bind it the way the servers do (SO_REUSEADDR: a TIME_WAIT leftover
 # does not count, a listener does).

@@ -103,10 +103,30 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSERVICE_DATABASE_WAIT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub database_wait: Duration,
 
-    /// How long the edge may cache an "active" answer (Cache-Control: max-age); revocations
-    /// reach the edge within this time. 0 disables caching of active keys
-    #[arg(long, env = "KEYSERVICE_CACHE_ACTIVE_SECONDS", default_value_t = 30)]
+    /// How long the edge may cache an "active" answer (Cache-Control: max-age). The edge keeps
+    /// it at most its own bound: `revocation.cache.max_active_seconds` (30 s), or a day while it
+    /// follows the revocation feed. 0 disables caching of active keys
+    #[arg(
+        long,
+        env = "KEYSERVICE_CACHE_ACTIVE_SECONDS",
+        default_value_t = 86_400
+    )]
     pub cache_active_seconds: u64,
+
+    /// The longest a revocation-feed request may wait for a revocation (`wait_seconds`)
+    #[arg(long, env = "KEYSERVICE_FEED_MAX_WAIT", value_name = "DURATION", value_parser = feed_wait, default_value = "30s")]
+    pub feed_max_wait: Duration,
+
+    /// How long revocations stay in the feed; an edge further behind resyncs (forgets its cached
+    /// "active" answers)
+    #[arg(long, env = "KEYSERVICE_FEED_RETENTION", value_name = "DURATION", value_parser = feed_retention, default_value = "7days")]
+    pub feed_retention: Duration,
+
+    /// While a feed request waits, how often it reads the database again in case a wake-up was
+    /// missed (a revocation by another process on a SQLite file, a reconnecting Postgres
+    /// listener)
+    #[arg(long, env = "KEYSERVICE_FEED_RECHECK", value_name = "DURATION", value_parser = serve_duration, default_value = "2s")]
+    pub feed_recheck: Duration,
 
     /// How long the edge may cache a "revoked" answer
     #[arg(
@@ -142,6 +162,26 @@ pub struct ServeArgs {
 const MAX_SERVE_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A humantime duration above zero (a zero timeout would refuse every client) and at most a day.
+/// 1 second to 5 minutes: a long poll longer than proxies' idle timeouts would be cut.
+fn feed_wait(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(1) || duration > Duration::from_secs(300) {
+        Err("must be from 1s to 5m".to_owned())
+    } else {
+        Ok(duration)
+    }
+}
+
+/// 1 minute to a year.
+fn feed_retention(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(60) || duration > Duration::from_secs(366 * 86_400) {
+        Err("must be from 1m to 366days".to_owned())
+    } else {
+        Ok(duration)
+    }
+}
+
 fn serve_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() {

@@ -30,6 +30,7 @@ use crate::auth::{AdminToken, EdgeHeaders};
 use crate::authorizer::Authorizer;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
+pub use crate::routes::feed::FeedPolicy;
 use crate::store::KeyStore;
 use crate::store::metered::MeteredStore;
 
@@ -49,6 +50,9 @@ pub struct AppState {
     /// `Some` with `--authorize-config`.
     authorizer: Option<Arc<Authorizer>>,
     cache_policy: CachePolicy,
+    feed_policy: FeedPolicy,
+    /// Becomes `true` when the server stops: long polls answer at once.
+    stopping: tokio::sync::watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 }
 
@@ -63,7 +67,7 @@ pub struct CachePolicy {
 impl Default for CachePolicy {
     fn default() -> Self {
         Self {
-            active_seconds: 30,
+            active_seconds: 86_400,
             revoked_seconds: 86_400,
         }
     }
@@ -81,6 +85,8 @@ impl AppState {
             edge_headers: None,
             authorizer: None,
             cache_policy: CachePolicy::default(),
+            feed_policy: FeedPolicy::default(),
+            stopping: tokio::sync::watch::Sender::new(false).subscribe(),
             metrics,
         }
     }
@@ -106,6 +112,17 @@ impl AppState {
         self
     }
 
+    pub fn with_feed_policy(mut self, feed_policy: FeedPolicy) -> Self {
+        self.feed_policy = feed_policy;
+        self
+    }
+
+    /// Long polls end when `stopping` becomes `true`.
+    pub fn with_stopping(mut self, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -115,6 +132,7 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::keys::router())
         .merge(routes::revocations::router())
+        .merge(routes::feed::router())
         .merge(routes::authorize::router())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub keys_revoked: Counter,
     /// `result`: active, revoked, unknown, error.
     pub revocation_lookups: Family<ResultLabel, Counter>,
+    feed_reads: Family<ResultLabel, Counter>,
     /// `kind`: unavailable, query, duplicate, migration, configuration.
     pub database_errors: Family<KindLabel, Counter>,
     /// `/v1/authorize` decisions: allow, or deny_<reason> as in the filter's stats.
@@ -81,6 +82,12 @@ impl Metrics {
             "revocation_lookups",
             "Revocation lookups by digest (the filter's question and /v1/authorize), by result",
             revocation_lookups.clone(),
+        );
+        let feed_reads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "revocation_feed_reads",
+            "Answers of the revocation feed: revocations, empty (a long poll ended), start (a new follower), resync",
+            feed_reads.clone(),
         );
         let database_errors = Family::<KindLabel, Counter>::default();
         registry.register(
@@ -113,6 +120,7 @@ impl Metrics {
             keys_issued,
             keys_revoked,
             revocation_lookups,
+            feed_reads,
             database_errors,
             authorize_decisions,
             request_duration,
@@ -123,6 +131,10 @@ impl Metrics {
         self.revocation_lookups
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    pub fn feed_read(&self, result: &'static str) {
+        self.feed_reads.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn database_error(&self, kind: &'static str) {

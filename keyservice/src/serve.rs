@@ -13,7 +13,8 @@ use crate::authorizer::Authorizer;
 use crate::commands::CommandError;
 use crate::connections::{ConnectionLimits, serve_connections};
 use crate::store::{KeyStore, StoreError, StoreOptions};
-use crate::{AppState, CachePolicy, app, store};
+use crate::time::now_ms;
+use crate::{AppState, CachePolicy, FeedPolicy, app, store};
 
 pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
     let admin_token = admin_token(&args)?;
@@ -55,6 +56,15 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
         tracing::info!("/v1/authorize enabled");
         state = state.with_authorizer(authorizer);
     }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    state = state
+        .with_feed_policy(FeedPolicy {
+            max_wait: args.feed_max_wait,
+            retention: args.feed_retention,
+            recheck: args.feed_recheck,
+        })
+        .with_stopping(stopping);
+    let pruner = tokio::spawn(prune_feed(store.clone(), args.feed_retention));
     let listener = TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     // The one stdout line: harnesses start us on port 0 and read the real port from it.
@@ -70,7 +80,13 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         shutdown_grace: args.shutdown_grace,
     };
-    serve_connections(listener, app(state), limits, shutdown_signal()).await;
+    let signal = async move {
+        shutdown_signal().await;
+        // Long polls answer now rather than hold the stop for their whole wait.
+        let _ = stop.send(true);
+    };
+    serve_connections(listener, app(state), limits, signal).await;
+    pruner.abort();
     // A database that hangs must not keep a stopping process alive either.
     if tokio::time::timeout(args.shutdown_grace, store.close())
         .await
@@ -80,6 +96,28 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
     }
     tracing::info!("keyservice stopped");
     Ok(())
+}
+
+/// Deletes the feed's revocations older than `retention`, once a minute. A failure (the
+/// database is away) is logged and tried again next time.
+async fn prune_feed(store: Arc<dyn KeyStore>, retention: Duration) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match store
+            .prune_feed(now_ms().saturating_sub(retention_ms))
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, "revocation feed: entries past retention deleted")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "revocation feed: pruning failed; trying again in a minute")
+            }
+        }
+    }
 }
 
 /// The admin token, if any. A blank one is as good as none (refused unless the edge's identity

@@ -12,6 +12,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(MAX_TIMESTAMP))
 }
 
+/// Milliseconds since the Unix epoch; a clock before 1970 reads as 0.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `2025-01-02T03:04:05Z`. Out-of-range values are clamped because humantime's formatter
 /// fails (and `to_string` would panic) outside 1970..=9999.
 pub fn rfc3339(secs: i64) -> String {

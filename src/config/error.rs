@@ -133,6 +133,8 @@ pub enum ConfigError {
         field: String,
         reason: String,
     },
+    #[error("`revocation.feed`: the feed marks revoked keys in the revocation cache, which is off or keeps no revoked answers (`revocation.cache.max_entries` or `max_revoked_seconds` is 0); turn it on or remove `feed`")]
+    FeedWithoutCache,
     #[error("`{field}`: publishing claims as filter state needs the top-level `filter_state` block")]
     FilterStateMissing {
         field: String,

@@ -43,6 +43,12 @@ const DEFAULT_CACHE_ACTIVE_SECONDS: u64 = 30;
 const DEFAULT_CACHE_REVOKED_SECONDS: u64 = 86_400;
 const MAX_CACHE_SECONDS: u64 = 7 * 86_400;
 const DEFAULT_TOKEN_CACHE_TTL_SECONDS: u64 = 60;
+const DEFAULT_FEED_PATH: &str = "/v1/revocations";
+const DEFAULT_FEED_WAIT_SECONDS: u64 = 20;
+const MAX_FEED_WAIT_SECONDS: u64 = 60;
+const DEFAULT_FEED_ACTIVE_SECONDS: u64 = 86_400;
+/// A long poll answers within `wait_seconds`; this much more and the feed counts as stale.
+const DEFAULT_FEED_STALE_MARGIN_SECONDS: u64 = 10;
 /// On unless configured off: the benchmark (BENCHMARKS.md) measured what a repeated token saves.
 const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 1024;
 const MAX_TOKEN_CACHE_ENTRIES: u64 = 1_048_576;
@@ -99,6 +105,21 @@ pub struct RevocationConfig {
     pub failure_mode: FailureMode,
     /// The shared cache of keyservice's answers; `None` when off.
     pub cache: Option<CacheConfig>,
+    /// Following keyservice's revocation feed; `None` when off.
+    pub feed: Option<FeedConfig>,
+}
+
+/// `revocation.feed`: one follower per Envoy long-polls keyservice's feed and marks each revoked
+/// key in the shared cache, so "active" answers can be kept far longer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// The feed's path (`?after=…&wait_seconds=…` is added).
+    pub path: String,
+    pub wait_seconds: u64,
+    /// While the feed is healthy, the longest an "active" answer is kept.
+    pub max_active_seconds: u64,
+    /// The feed is healthy while it answered within this long.
+    pub stale_after_seconds: u64,
 }
 
 /// What to do with a verified token that the revocation service does not know (404).
@@ -203,6 +224,59 @@ struct RawRevocation {
     #[serde(default)]
     failure_mode: FailureMode,
     cache: Option<RawRevocationCache>,
+    feed: Option<RawFeed>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    path: Option<String>,
+    wait_seconds: Option<u64>,
+    max_active_seconds: Option<u64>,
+    stale_after_seconds: Option<u64>,
+}
+
+impl RawFeed {
+    fn validate(self, cache: Option<&CacheConfig>) -> Result<FeedConfig, ConfigError> {
+        let path = check_path(
+            "revocation.feed.path",
+            self.path.unwrap_or_else(|| DEFAULT_FEED_PATH.to_owned()),
+        )?;
+        if path.contains('?') {
+            return Err(ConfigError::InvalidPath {
+                field: "revocation.feed.path".to_owned(),
+                value: path,
+            });
+        }
+        let wait_seconds = in_range(
+            "revocation.feed.wait_seconds",
+            self.wait_seconds.unwrap_or(DEFAULT_FEED_WAIT_SECONDS),
+            1,
+            MAX_FEED_WAIT_SECONDS,
+        )?;
+        let max_active_seconds = in_range(
+            "revocation.feed.max_active_seconds",
+            self.max_active_seconds.unwrap_or(DEFAULT_FEED_ACTIVE_SECONDS),
+            0,
+            MAX_CACHE_SECONDS,
+        )?;
+        let stale_after_seconds = in_range(
+            "revocation.feed.stale_after_seconds",
+            self.stale_after_seconds
+                .unwrap_or(wait_seconds + DEFAULT_FEED_STALE_MARGIN_SECONDS),
+            wait_seconds + 1,
+            3600,
+        )?;
+        if cache.is_none_or(|cache| cache.max_revoked_seconds == 0) {
+            return Err(ConfigError::FeedWithoutCache);
+        }
+        Ok(FeedConfig {
+            path,
+            wait_seconds,
+            max_active_seconds,
+            stale_after_seconds,
+        })
+    }
 }
 
 impl RawConfig {
@@ -374,6 +448,10 @@ impl RawRevocation {
                 max_revoked_seconds: DEFAULT_CACHE_REVOKED_SECONDS,
             }),
         };
+        let feed = self
+            .feed
+            .map(|feed| feed.validate(cache.as_ref()))
+            .transpose()?;
         Ok(RevocationConfig {
             cluster,
             authority,
@@ -382,6 +460,7 @@ impl RawRevocation {
             unknown_keys: self.unknown_keys,
             failure_mode: self.failure_mode,
             cache,
+            feed,
         })
     }
 }

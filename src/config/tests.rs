@@ -76,6 +76,7 @@ fn minimal_config_gets_documented_defaults() {
                 max_active_seconds: 30,
                 max_revoked_seconds: 86_400,
             }),
+            feed: None,
         })
     );
     assert_eq!(config.response_format, ResponseFormat::Text);
@@ -467,4 +468,33 @@ fn duplicate_algorithms_collapse() {
     )
     .unwrap();
     assert_eq!(config.providers[0].algorithms, vec![Algorithm::HS256]);
+}
+
+#[test]
+fn the_revocation_feed_has_defaults_and_limits_that_name_the_field() {
+    let parse = |feed: &str| {
+        Config::parse(
+            format!(r#"{{"secret": {{"inline": "s"}}, "revocation": {{"cluster": "k"{feed}}}}}"#).as_bytes(),
+            &|_| None,
+        )
+    };
+    let config = parse(r#", "feed": {}"#).unwrap();
+    assert_eq!(
+        config.revocation.unwrap().feed,
+        Some(FeedConfig {
+            path: "/v1/revocations".into(),
+            wait_seconds: 20,
+            max_active_seconds: 86_400,
+            stale_after_seconds: 30,
+        })
+    );
+    let error = |feed: &str| parse(feed).unwrap_err().to_string();
+    assert!(error(r#", "feed": {"wait_seconds": 0}"#).starts_with("`revocation.feed.wait_seconds`"));
+    assert!(error(r#", "feed": {"wait_seconds": 20, "stale_after_seconds": 20}"#)
+        .starts_with("`revocation.feed.stale_after_seconds`: 20 is out of range; use a value from 21"));
+    assert!(error(r#", "feed": {"path": "/v1/revocations?x=1"}"#).starts_with("`revocation.feed.path`"));
+    assert!(error(r#", "feed": {"path": "v1"}"#).starts_with("`revocation.feed.path`"));
+    assert!(error(r#", "feed": {}, "cache": {"max_entries": 0}"#).starts_with("`revocation.feed`: the feed marks"));
+    assert!(error(r#", "feed": {}, "cache": {"max_revoked_seconds": 0}"#).starts_with("`revocation.feed`"));
+    assert!(error(r#", "feed": {"max_active": 1}"#).contains("revocation.feed.max_active"));
 }

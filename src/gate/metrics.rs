@@ -6,6 +6,8 @@
 pub enum MetricKind {
     Counter,
     Histogram,
+    /// Set with `Host::record`, like a histogram value.
+    Gauge,
 }
 
 /// Why a request was denied, as a stat name suffix.
@@ -49,6 +51,16 @@ pub struct Metrics {
     pub callout_latency_ms: Option<u32>,
     pub jwks_ok: Option<u32>,
     pub jwks_error: Option<u32>,
+    /// The revocation feed: answers used and failed polls, revocations marked, resyncs, times it
+    /// went stale (and the cache fell back to `max_active_seconds`), whether it is healthy now
+    /// (gauge, 0/1), and each revocation's time from keyservice's commit to being marked here.
+    pub feed_polls_ok: Option<u32>,
+    pub feed_polls_error: Option<u32>,
+    pub feed_revocations_applied: Option<u32>,
+    pub feed_resyncs: Option<u32>,
+    pub feed_fallbacks: Option<u32>,
+    pub feed_healthy: Option<u32>,
+    pub feed_lag_ms: Option<u32>,
     /// Ticks on which a worker handed its pending counts to Envoy (see `PendingCounts`): one per
     /// tick, so a reader can tell that every count made before some point has arrived.
     pub counts_flushed: Option<u32>,
@@ -104,11 +116,19 @@ impl Metrics {
             jwks_ok: counter("jwks_fetch_ok"),
             jwks_error: counter("jwks_fetch_error"),
             counts_flushed: counter("counts_flushed"),
+            feed_polls_ok: counter("feed_polls_ok"),
+            feed_polls_error: counter("feed_polls_error"),
+            feed_revocations_applied: counter("feed_revocations_applied"),
+            feed_resyncs: counter("feed_resyncs"),
+            feed_fallbacks: counter("feed_fallbacks"),
             ..Metrics::default()
         };
+
         for (slot, reason) in metrics.denied.iter_mut().zip(DENY_REASONS) {
             *slot = counter(&format!("requests_denied_{reason}"));
         }
+        metrics.feed_healthy = define(MetricKind::Gauge, &format!("{PREFIX}feed_healthy"));
+        metrics.feed_lag_ms = define(MetricKind::Histogram, &format!("{PREFIX}feed_lag_ms"));
         metrics.callout_latency_ms = define(
             MetricKind::Histogram,
             &format!("{PREFIX}callout_latency_ms"),

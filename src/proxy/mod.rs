@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod flight;
 pub mod flow;
+pub mod follower;
 pub mod host;
 pub mod root;
 #[cfg(target_arch = "wasm32")]

@@ -247,6 +247,7 @@ fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
     let kind = match kind {
         MetricKind::Counter => MetricType::Counter,
         MetricKind::Histogram => MetricType::Histogram,
+        MetricKind::Gauge => MetricType::Gauge,
     };
     match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),

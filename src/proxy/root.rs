@@ -15,6 +15,7 @@ use crate::gate::decision::{Decision, DenyReason, Gate};
 use crate::gate::parked::{OwnedHead, take_expired};
 use crate::gate::remote_jwks::FetchOutcome;
 use crate::proxy::flight::{settle_flight, wake};
+use crate::proxy::follower::FeedFollower;
 use crate::proxy::apply::{FlowAction, carry_out};
 use crate::proxy::flow::{cached_answer, decide, view};
 use crate::proxy::host::{Callout, CalloutAnswer, Host};
@@ -28,6 +29,8 @@ enum RootCallout {
     Revocation { digest: Digest, started_ms: u64 },
     /// A JWKS or discovery fetch of the provider at this index.
     Jwks { provider: usize },
+    /// A long poll of the revocation feed.
+    Feed,
 }
 
 /// Per-worker root state: the gate its HTTP contexts share, and the callouts it has out.
@@ -35,11 +38,19 @@ pub struct RootFlow {
     gate: Rc<Gate>,
     context_id: u32,
     callouts: HashMap<u32, RootCallout>,
+    /// With `revocation.feed`.
+    feed: Option<FeedFollower>,
 }
 
 impl RootFlow {
     pub fn new(gate: Rc<Gate>, context_id: u32) -> Self {
+        let follows = gate
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|revocation| revocation.feed.is_some());
         Self {
+            feed: follows.then(|| FeedFollower::new(lease_owner(context_id))),
             gate,
             context_id,
             callouts: HashMap::new(),
@@ -54,6 +65,13 @@ impl RootFlow {
     /// their deadline for keys, and dispatch the revocation checks nobody leads any more.
     pub fn on_tick(&mut self, host: &dyn Host, now_ms: u64) {
         let gate = Rc::clone(&self.gate);
+        if let Some(call_id) = self
+            .feed
+            .as_mut()
+            .and_then(|feed| feed.on_tick(&gate, host, now_ms))
+        {
+            self.callouts.insert(call_id, RootCallout::Feed);
+        }
         self.fetch_due_keys(host, now_ms);
         expire_parked(&gate, host, now_ms);
         host.switch_context(self.context_id);
@@ -109,6 +127,11 @@ impl RootFlow {
         match self.callouts.remove(&call_id) {
             Some(RootCallout::Jwks { provider }) => {
                 self.jwks_answered(host, provider, answer, body().as_deref(), now_ms);
+            }
+            Some(RootCallout::Feed) => {
+                if let Some(feed) = self.feed.as_mut() {
+                    feed.on_answer(&gate, host, call_id, answer, body().as_deref(), now_ms);
+                }
             }
             Some(RootCallout::Revocation { digest, started_ms }) => {
                 host.record(
@@ -209,6 +232,16 @@ impl RootFlow {
                 }
             }
         }
+    }
+}
+
+/// A name for this worker in the feed's lease: random; without randomness, the context id and
+/// the time make a clash between workers unlikely.
+fn lease_owner(context_id: u32) -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => u64::from(context_id) ^ std::process::id() as u64,
     }
 }
 

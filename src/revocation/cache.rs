@@ -11,8 +11,17 @@
 //! digest, verdict and expiry), so a busy key is answered without a host call. An entry there
 //! lives no longer than in the shared cache, so a revocation still reaches every worker within
 //! the TTL it was cached with (`max_active_seconds` at most).
+//!
+//! With the revocation feed ([`FeedView`]), the follower marks each revoked key here as it
+//! arrives, and every worker drops its local table when the feed moves; "active" answers are
+//! then kept up to the feed's longer bound, but only while the feed is healthy: once it is
+//! stale, an "active" entry older than `max_active_seconds` is no longer used, and a resync
+//! makes every older "active" entry unusable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+
+use crate::revocation::feed_state::{FeedState, FeedView};
+pub use crate::revocation::shared::{SharedData, SharedSetError};
 use std::fmt;
 
 /// What keyservice said about a token. Only definite answers are cached: "unknown" and failures
@@ -21,20 +30,6 @@ use std::fmt;
 pub enum Verdict {
     Active,
     Revoked,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedSetError {
-    /// Another worker wrote the bucket since we read it.
-    CasMismatch,
-    Failed,
-}
-
-/// Proxy-wasm shared data: a key-value store common to all VMs of one `vm_id`, with
-/// compare-and-swap.
-pub trait SharedData {
-    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +55,7 @@ const DIGEST_LEN: usize = 32;
 const WAYS: u32 = 4;
 /// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
 const LOCAL_SLOTS: u32 = 1024;
-const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8;
+const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8 + 8;
 const ACTIVE: u8 = 1;
 const REVOKED: u8 = 2;
 
@@ -72,6 +67,8 @@ pub struct RevocationCache {
     buckets: u32,
     ways: usize,
     local: RefCell<Vec<Option<Entry>>>,
+    /// What this worker last learnt of the feed; the default (no feed) is never healthy.
+    feed: Cell<FeedView>,
 }
 
 #[derive(Clone, Copy)]
@@ -79,6 +76,7 @@ struct Entry {
     digest: [u8; DIGEST_LEN],
     verdict: Verdict,
     expires_at_ms: u64,
+    stored_at_ms: u64,
 }
 
 impl RevocationCache {
@@ -93,7 +91,64 @@ impl RevocationCache {
             buckets,
             ways: ways as usize,
             local: RefCell::new(vec![None; local_slots]),
+            feed: Cell::new(FeedView::default()),
         }
+    }
+
+    /// What the worker learnt of the feed (on its tick). When the feed moved, this worker's
+    /// local table is dropped: its "active" entries may have been revoked since.
+    pub fn observe_feed(&self, view: FeedView) {
+        let before = self.feed.replace(view);
+        if before.cursor != view.cursor || before.resync_at_ms != view.resync_at_ms {
+            self.local.borrow_mut().fill(None);
+        }
+    }
+
+    pub fn feed_view(&self) -> FeedView {
+        self.feed.get()
+    }
+
+    /// The shared-data key of the feed's state (cursor, health), beside the buckets.
+    pub fn feed_state_key(&self) -> String {
+        format!("{}feed.state", self.namespace)
+    }
+
+    /// The shared-data key of the feed follower's lease.
+    pub fn feed_lease_key(&self) -> String {
+        format!("{}feed.lease", self.namespace)
+    }
+
+    /// Whether the follower applied revocations within the feed's race window: an "active"
+    /// answer arriving now may predate one of them (its "revoked" mark may even have been
+    /// evicted by a flood), so it is kept only as long as without the feed.
+    fn applied_lately(&self, shared: &dyn SharedData, now_ms: u64) -> bool {
+        let (value, _) = shared.shared_get(&self.feed_state_key());
+        let window = self.feed.get().race_window_ms;
+        value
+            .as_deref()
+            .and_then(FeedState::decode)
+            .is_some_and(|state| state.applied_at_ms.saturating_add(window) > now_ms)
+    }
+
+    /// Whether an entry may be used at `now_ms`: live, and for "active" not older than the
+    /// bound that holds now (the feed's while it is healthy, else `max_active_seconds`) nor than
+    /// the last resync.
+    fn usable(&self, entry: &Entry, now_ms: u64) -> bool {
+        if entry.expires_at_ms <= now_ms {
+            return false;
+        }
+        if entry.verdict == Verdict::Revoked {
+            return true;
+        }
+        let feed = self.feed.get();
+        if entry.stored_at_ms < feed.resync_at_ms {
+            return false;
+        }
+        feed.healthy(now_ms)
+            || entry
+                .stored_at_ms
+                .saturating_add(self.config.max_active_seconds.saturating_mul(1000))
+                > now_ms
     }
 
     /// The cached verdict for `digest`, if one is live at `now_ms`.
@@ -103,7 +158,7 @@ impl RevocationCache {
         digest: &[u8; DIGEST_LEN],
         now_ms: u64,
     ) -> Option<Verdict> {
-        let live = |entry: &Entry| entry.digest == *digest && entry.expires_at_ms > now_ms;
+        let live = |entry: &Entry| entry.digest == *digest && self.usable(entry, now_ms);
         let local = self.local_slot(digest);
         if let Some(entry) = self.local.borrow().get(local).copied().flatten()
             && live(&entry)
@@ -126,7 +181,11 @@ impl RevocationCache {
         max_age_seconds: u64,
         now_ms: u64,
     ) -> StoreOutcome {
+        let feed = self.feed.get();
         let limit = match verdict {
+            Verdict::Active if feed.healthy(now_ms) && !self.applied_lately(shared, now_ms) => {
+                feed.max_active_seconds
+            }
             Verdict::Active => self.config.max_active_seconds,
             Verdict::Revoked => self.config.max_revoked_seconds,
         };
@@ -138,6 +197,7 @@ impl RevocationCache {
             digest: *digest,
             verdict,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
+            stored_at_ms: now_ms,
         };
         let key = self.bucket_key(digest);
         // Two tries: a lost race means another worker just wrote this bucket; try again with
@@ -231,7 +291,8 @@ impl Entry {
             Verdict::Active => ACTIVE,
             Verdict::Revoked => REVOKED,
         };
-        bytes[DIGEST_LEN + 1..].copy_from_slice(&self.expires_at_ms.to_le_bytes());
+        bytes[DIGEST_LEN + 1..DIGEST_LEN + 9].copy_from_slice(&self.expires_at_ms.to_le_bytes());
+        bytes[DIGEST_LEN + 9..].copy_from_slice(&self.stored_at_ms.to_le_bytes());
         bytes
     }
 
@@ -245,11 +306,13 @@ impl Entry {
             REVOKED => Verdict::Revoked,
             _ => return None,
         };
-        let expires_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 1..].try_into().ok()?);
+        let expires_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 1..DIGEST_LEN + 9].try_into().ok()?);
+        let stored_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 9..].try_into().ok()?);
         Some(Self {
             digest,
             verdict,
             expires_at_ms,
+            stored_at_ms,
         })
     }
 }

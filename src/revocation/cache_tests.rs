@@ -325,3 +325,82 @@ fn cache_control_max_age() {
         assert_eq!(max_age(header), expected, "{header:?}");
     }
 }
+
+fn healthy_until(until_ms: u64) -> FeedView {
+    FeedView {
+        healthy_until_ms: until_ms,
+        resync_at_ms: 0,
+        cursor: Some(1),
+        max_active_seconds: 86_400,
+        race_window_ms: 1_500,
+    }
+}
+
+const T: u64 = 1_700_000_000_000;
+
+#[test]
+fn with_a_healthy_feed_active_answers_are_kept_to_its_bound_and_only_while_it_stays_healthy() {
+    let shared = FakeShared::default();
+    let cache = cache(64);
+    cache.observe_feed(healthy_until(T + 60_000));
+    assert_eq!(cache.store(&shared, &digest(1), Verdict::Active, 86_400, T), StoreOutcome::Stored);
+    // Kept past max_active_seconds (30 s) while the feed is healthy.
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 50_000), Some(Verdict::Active));
+    // The feed goes stale: the entry is older than 30 s, so it is not used any more.
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 60_000), None);
+    // It answers again: usable again, up to its own expiry.
+    cache.observe_feed(healthy_until(T + 3_600_000));
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 70_000), Some(Verdict::Active));
+    // Stored while stale: the short bound.
+    cache.observe_feed(healthy_until(0));
+    cache.store(&shared, &digest(2), Verdict::Active, 86_400, T);
+    cache.observe_feed(healthy_until(T + 3_600_000));
+    assert_eq!(cache.lookup(&shared, &digest(2), T + 29_000), Some(Verdict::Active));
+    assert_eq!(cache.lookup(&shared, &digest(2), T + 31_000), None);
+}
+
+#[test]
+fn a_resync_makes_older_active_answers_unusable_and_moving_the_feed_drops_the_local_table() {
+    let shared = FakeShared::default();
+    let cache = cache(64);
+    cache.observe_feed(healthy_until(T + 3_600_000));
+    cache.store(&shared, &digest(1), Verdict::Active, 86_400, T);
+    cache.store(&shared, &digest(2), Verdict::Revoked, 86_400, T);
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 1), Some(Verdict::Active));
+    // A revocation marked by the follower (through shared data, not this worker's table).
+    let other = RevocationCache::new("keyservice", cache.config.clone());
+    other.store(&shared, &digest(1), Verdict::Revoked, u64::MAX, T + 2);
+    // Until this worker sees the feed move, its local table still says active.
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 3), Some(Verdict::Active));
+    cache.observe_feed(FeedView { cursor: Some(2), ..healthy_until(T + 3_600_000) });
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 4), Some(Verdict::Revoked));
+    // A resync: active entries stored before it are gone; revoked ones stay.
+    cache.store(&shared, &digest(3), Verdict::Active, 86_400, T + 5);
+    cache.observe_feed(FeedView { resync_at_ms: T + 6, cursor: Some(2), ..healthy_until(T + 3_600_000) });
+    assert_eq!(cache.lookup(&shared, &digest(3), T + 7), None);
+    assert_eq!(cache.lookup(&shared, &digest(2), T + 7), Some(Verdict::Revoked));
+}
+
+#[test]
+fn an_active_answer_right_after_revocations_were_applied_gets_the_short_bound() {
+    let shared = FakeShared::default();
+    let cache = cache(64);
+    cache.observe_feed(healthy_until(T + 3_600_000));
+    let state = crate::revocation::feed_state::FeedState {
+        cursor: Some(1),
+        last_ok_ms: T,
+        resync_at_ms: 0,
+        applied_at_ms: T,
+    };
+    shared.shared_set(&cache.feed_state_key(), &state.encode(), None).unwrap();
+    // Within the race window (1.5 s): it may predate one of them.
+    cache.store(&shared, &digest(1), Verdict::Active, 86_400, T + 1_000);
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 30_000), Some(Verdict::Active));
+    assert_eq!(cache.lookup(&shared, &digest(1), T + 31_001), None);
+    // After it: the feed's bound.
+    cache.store(&shared, &digest(2), Verdict::Active, 86_400, T + 2_000);
+    assert_eq!(cache.lookup(&shared, &digest(2), T + 3_000_000), Some(Verdict::Active));
+    // A revoked mark is never replaced by an active answer.
+    cache.store(&shared, &digest(3), Verdict::Revoked, u64::MAX, T + 2_000);
+    assert_eq!(cache.store(&shared, &digest(3), Verdict::Active, 86_400, T + 2_001), StoreOutcome::Skipped);
+}

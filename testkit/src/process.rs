@@ -37,6 +37,12 @@ impl Proc {
         self.child.id()
     }
 
+    /// Kills the process now (a crash, as the tests of failure modes want it).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }

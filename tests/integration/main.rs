@@ -24,6 +24,7 @@ mod requirements;
 mod response_format;
 mod revocation;
 mod revocation_cache;
+mod revocation_feed;
 mod rig;
 mod routing;
 mod rules;

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per area; the catch-alls here keep every answer JSON.
 
 pub mod authorize;
+pub mod feed;
 pub mod keys;
 pub mod revocations;
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{KeyFilter, KeyRecord, KeyStore, Page, Revocation, StoreError, StoreFuture};
+use super::{FeedPage, KeyFilter, KeyRecord, KeyStore, Page, Revocation, StoreError, StoreFuture};
 use crate::metrics::Metrics;
 
 pub struct MeteredStore {
@@ -57,6 +57,18 @@ impl KeyStore for MeteredStore {
         at: i64,
     ) -> StoreFuture<'a, Option<Revocation>> {
         Box::pin(async move { self.count(self.inner.revoke(id, filter, at).await) })
+    }
+
+    fn feed<'a>(&'a self, after: i64, limit: u32) -> StoreFuture<'a, FeedPage> {
+        Box::pin(async move { self.count(self.inner.feed(after, limit).await) })
+    }
+
+    fn prune_feed(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move { self.count(self.inner.prune_feed(before_ms).await) })
+    }
+
+    fn feed_signal(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.feed_signal()
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -16,7 +16,7 @@ macro_rules! key_columns {
 /// The [`KeyStore`] methods that are the same SQL for both backends; `$pool` is the field that
 /// holds the backend's pool and `$map_error` turns `sqlx::Error` into [`StoreError`].
 macro_rules! shared_queries {
-    ($map_error:path) => {
+    ($map_error:path, $notify:expr) => {
         fn insert<'a>(&'a self, key: &'a $crate::store::KeyRecord) -> $crate::store::StoreFuture<'a, ()> {
             Box::pin(async move {
                 sqlx::query(concat!(
@@ -124,15 +124,51 @@ macro_rules! shared_queries {
                     ),
                     conditions
                 );
+                // One transaction: the key is revoked exactly when its feed entry exists.
+                let mut tx = self.pool.begin().await.map_err($map_error)?;
                 let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql))
                     .bind(at)
                     .bind(id);
                 for value in &values {
                     query = query.bind(*value);
                 }
-                if let Some(row) = query.fetch_optional(&self.pool).await.map_err($map_error)? {
-                    return Ok(Some($crate::store::Revocation { record: row.into(), newly: true }));
+                if let Some(row) = query.fetch_optional(&mut *tx).await.map_err($map_error)? {
+                    let record: $crate::store::KeyRecord = row.into();
+                    // The head row's lock is held until commit: revokers take seqs in commit order.
+                    let seq: i64 = sqlx::query_scalar(
+                        "UPDATE revocation_feed_head SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($map_error)?;
+                    sqlx::query(
+                        "INSERT INTO revocation_feed (seq, key_sha256, revoked_at_ms) VALUES ($1, $2, $3)",
+                    )
+                    .bind(seq)
+                    .bind(&record.key_sha256)
+                    .bind($crate::time::now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($map_error)?;
+                    let notify: &str = $notify;
+                    if !notify.is_empty() {
+                        sqlx::query(notify)
+                            .bind(seq.to_string())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err($map_error)?;
+                    }
+                    tx.commit().await.map_err($map_error)?;
+                    self.feed.send_if_modified(|known| {
+                        let newer = seq > *known;
+                        if newer {
+                            *known = seq;
+                        }
+                        newer
+                    });
+                    return Ok(Some($crate::store::Revocation { record, newly: true }));
                 }
+                tx.rollback().await.map_err($map_error)?;
                 // Not revoked now: unknown, outside the filter, or revoked before (keys are
                 // never un-revoked, so the two statements cannot disagree).
                 let (conditions, values) = filter.to_sql(2);
@@ -148,6 +184,88 @@ macro_rules! shared_queries {
                 let row = query.fetch_optional(&self.pool).await.map_err($map_error)?;
                 Ok(row.map(|row| $crate::store::Revocation { record: row.into(), newly: false }))
             })
+        }
+
+        fn feed<'a>(
+            &'a self,
+            after: i64,
+            limit: u32,
+        ) -> $crate::store::StoreFuture<'a, $crate::store::FeedPage> {
+            Box::pin(async move {
+                // One snapshot for the bounds and the entries (a repeatable read on SQLite, whose
+                // readers see one snapshot per transaction; on Postgres the entries are read
+                // after the head, so they reach at least as far).
+                let mut tx = self.pool.begin().await.map_err($map_error)?;
+                let (head, pruned_through): (i64, i64) = sqlx::query_as(
+                    "SELECT seq, pruned_through FROM revocation_feed_head WHERE id = 1",
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($map_error)?;
+                let entries = sqlx::query_as::<_, (i64, String, i64)>(
+                    "SELECT seq, key_sha256, revoked_at_ms FROM revocation_feed WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(after)
+                .bind(head)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err($map_error)?;
+                tx.commit().await.map_err($map_error)?;
+                Ok($crate::store::FeedPage {
+                    head,
+                    pruned_through,
+                    entries: entries
+                        .into_iter()
+                        .map(|(seq, key_sha256, revoked_at_ms)| $crate::store::FeedEntry {
+                            seq,
+                            key_sha256,
+                            revoked_at_ms,
+                        })
+                        .collect(),
+                })
+            })
+        }
+
+        fn prune_feed(&self, before_ms: i64) -> $crate::store::StoreFuture<'_, u64> {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await.map_err($map_error)?;
+                // Lock the head first, as revokers do, so a prune never interleaves with one.
+                let (_, pruned): (i64, i64) = sqlx::query_as(
+                    "UPDATE revocation_feed_head SET seq = seq WHERE id = 1 RETURNING seq, pruned_through",
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($map_error)?;
+                let through: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(seq) FROM revocation_feed WHERE revoked_at_ms < $1",
+                )
+                .bind(before_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($map_error)?;
+                let Some(through) = through.filter(|through| *through > pruned) else {
+                    tx.rollback().await.map_err($map_error)?;
+                    return Ok(0);
+                };
+                let deleted = sqlx::query("DELETE FROM revocation_feed WHERE seq <= $1")
+                    .bind(through)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($map_error)?
+                    .rows_affected();
+                sqlx::query("UPDATE revocation_feed_head SET pruned_through = $1 WHERE id = 1")
+                    .bind(through)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($map_error)?;
+                tx.commit().await.map_err($map_error)?;
+                Ok(deleted)
+            })
+        }
+
+        fn feed_signal(&self) -> tokio::sync::watch::Receiver<i64> {
+            self.feed.subscribe()
         }
 
         fn ping(&self) -> $crate::store::StoreFuture<'_, ()> {
@@ -191,6 +309,24 @@ pub struct KeyRecord {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// One revocation in the feed: the key's hash and when it was revoked (Unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub seq: i64,
+    pub key_sha256: String,
+    pub revoked_at_ms: i64,
+}
+
+/// A page of the feed, with its bounds when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The newest seq.
+    pub head: i64,
+    /// Entries up to this seq are gone (retention); a cursor below it must resync.
+    pub pruned_through: i64,
+    pub entries: Vec<FeedEntry>,
 }
 
 /// The outcome of a revocation: the record as it now is, and whether this call revoked it.
@@ -395,6 +531,13 @@ pub trait KeyStore: Send + Sync {
         filter: &'a KeyFilter<'a>,
         at: i64,
     ) -> StoreFuture<'a, Option<Revocation>>;
+    /// The feed after seq `after`: at most `limit` entries, oldest first, and the feed's bounds.
+    fn feed<'a>(&'a self, after: i64, limit: u32) -> StoreFuture<'a, FeedPage>;
+    /// Deletes the feed entries revoked before `before_ms` (retention); returns how many.
+    fn prune_feed(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    /// Changes when a revocation may have committed (the newest seq this process knows of): a
+    /// revocation made here, or on Postgres anywhere (`LISTEN`).
+    fn feed_signal(&self) -> tokio::sync::watch::Receiver<i64>;
     /// A trivial query: succeeds when the database answers.
     fn ping(&self) -> StoreFuture<'_, ()>;
     /// Waits for open connections to finish (SQLite checkpoints its WAL here).

@@ -14,8 +14,21 @@ use super::{KeyStore, MIGRATOR, StoreError, StoreOptions, is_connection_error};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
+/// The channel revoking transactions notify on commit (`pg_notify`), with the new seq.
+pub const FEED_CHANNEL: &str = "keyservice_revocations";
+
 pub struct PostgresStore {
     pool: PgPool,
+    /// The newest seq known to be revoked, through any replica: set by this process's
+    /// revocations and by `LISTEN`, and wakes the feed's long polls.
+    feed: tokio::sync::watch::Sender<i64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl PostgresStore {
@@ -35,7 +48,53 @@ impl PostgresStore {
             .await
             .map_err(map_error)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let feed = tokio::sync::watch::Sender::new(0);
+        let listener = tokio::spawn(listen(pool.clone(), feed.clone()));
+        Ok(Self {
+            pool,
+            feed,
+            listener,
+        })
+    }
+}
+
+/// Follows the other replicas' revocations: `LISTEN` on [`FEED_CHANNEL`], each notification's seq
+/// into `feed`. sqlx reconnects a lost listener (notifications sent meanwhile are missed; the long
+/// polls' periodic re-read covers them); a listener that cannot connect retries every few
+/// seconds.
+async fn listen(pool: PgPool, feed: tokio::sync::watch::Sender<i64>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(error) = listener.listen(FEED_CHANNEL).await {
+                    tracing::warn!(%error, "cannot LISTEN for revocations; retrying");
+                } else {
+                    loop {
+                        match listener.recv().await {
+                            Ok(notification) => {
+                                if let Ok(seq) = notification.payload().parse::<i64>() {
+                                    feed.send_if_modified(|known| {
+                                        let newer = seq > *known;
+                                        if newer {
+                                            *known = seq;
+                                        }
+                                        newer
+                                    });
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "revocation notifications lost; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot connect to LISTEN for revocations; retrying")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
@@ -60,7 +119,7 @@ fn map_error(e: sqlx::Error) -> StoreError {
 }
 
 impl KeyStore for PostgresStore {
-    shared_queries!(map_error);
+    shared_queries!(map_error, "SELECT pg_notify('keyservice_revocations', $1)");
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The newest seq revoked through this process: wakes the feed's long polls. Revocations
+    /// by another process on the same file (the CLI) are found by their periodic re-read.
+    feed: tokio::sync::watch::Sender<i64>,
 }
 
 impl SqliteStore {
@@ -43,7 +46,10 @@ impl SqliteStore {
             .await
             .map_err(map_error)?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            feed: tokio::sync::watch::Sender::new(0),
+        })
     }
 }
 
@@ -75,7 +81,7 @@ fn map_error(e: sqlx::Error) -> StoreError {
 }
 
 impl KeyStore for SqliteStore {
-    shared_queries!(map_error);
+    shared_queries!(map_error, "");
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod api;
 mod cli;
 mod edge;
 mod ext_authz;
+mod feed;
 mod hostile;
 mod postgres;
 mod slow_clients;

@@ -52,6 +52,25 @@ impl Keyservice {
         }
     }
 
+    /// Kills keyservice: from now on the edge's callouts and feed polls fail.
+    pub fn kill(&mut self) {
+        self.server.proc.kill();
+    }
+
+    /// The value of a series on keyservice's `/metrics` (e.g.
+    /// `keyservice_revocation_feed_reads_total{result="start"}`); 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .and_then(|response| response.text())
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.server.addr
     }

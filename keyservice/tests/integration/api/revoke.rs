@@ -19,7 +19,7 @@ async fn revoking_flips_the_revocation_answer_and_is_idempotent(backend: Backend
         (r.status, r.json.clone()),
         (StatusCode::OK, json!({"status": "active"}))
     );
-    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=30");
+    assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=86400");
 
     let r = h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
