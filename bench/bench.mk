@@ -1,6 +1,6 @@
 # Included by the Makefile: the benchmark targets and what they install.
 
-.PHONY: bench bench-memory bench-instructions bench-tools bench-wasm decision-path
+.PHONY: bench bench-memory bench-instructions bench-propagation bench-tools bench-wasm decision-path
 
 # The benchmark of issue 6 (bench/README.md): bench/bench.py drives one Envoy per configuration with
 # wrk, Debian's package, installed when missing (tests/integration/bench_smoke.rs runs it in --quick
@@ -59,3 +59,13 @@ bench-memory: tools bench-tools wasm
 	BENCH_COMMAND="make bench-memory$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 		$(PYTHON) bench/bench.py --memory $(BENCH_ARGS)
+
+# Revocation propagation with the feed (bench/propagation.py): two Envoys, two keyservice replicas
+# on a throwaway PostgreSQL, thousands of keys under wrk; DELETE → first 401 at each Envoy, and
+# revocation callouts per key with and without the feed. A section of BENCHMARKS.md; about ten
+# minutes (BENCH_ARGS=--quick: two).
+bench-propagation: tools bench-tools postgres wasm
+	$(CARGO) build --release -p keyservice
+	ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
+		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
+		$(PYTHON) bench/propagation.py $(BENCH_ARGS)

@@ -51,7 +51,7 @@ pub enum StoreOutcome {
 
 const DIGEST_LEN: usize = 32;
 /// Entries per bucket (one shared-data key): enough that collisions rarely evict while the table
-/// has room, few enough that a bucket is one small read (4 × 41 bytes).
+/// has room, few enough that a bucket is one small read (4 × 49 bytes).
 const WAYS: u32 = 4;
 /// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
 const LOCAL_SLOTS: u32 = 1024;
