@@ -366,7 +366,8 @@ def ext_authz_filter() -> dict:
     }
 
 
-def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = True) -> dict:
+def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = True,
+                         feed: bool = False) -> dict:
     """The minimal configuration of docs/deploy.md: HS256 API keys, revocation callouts to keyservice;
     the verified-token cache as by default, or off."""
     config: dict = {
@@ -377,6 +378,8 @@ def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = T
         config["revocation"]["cache"] = {"max_entries": cache_entries}
     if not token_cache:
         config["token_cache"] = {"max_entries": 0}
+    if feed:
+        config["revocation"]["feed"] = {}
     return config
 
 
@@ -470,6 +473,11 @@ CONFIGS = [
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
                                   json.dumps(keygate_hs256_config()))],
            lambda s: s.nonexp_token, uses_keyservice=True),
+    Config("keygate-nonexp-feed", "5f",
+           "keygate, non-expiring key, revocation answer cached, following the revocation feed",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config(feed=True)))],
+           lambda s: s.nonexp_token, uses_keyservice=True),
     Config("keygate-nonexp-uncached", "6",
            "keygate, non-expiring keys, cache off (a callout per request)",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
@@ -540,6 +548,8 @@ TARGETS = [
 COMPARISONS = [
     ("keygate HS256, token cache off (4b) vs jwt_authn HS256 (3)", "keygate-hs256-nocache",
      "jwt_authn-hs256"),
+    ("cached non-expiring, following the feed (5f) vs without (5)", "keygate-nonexp-feed",
+     "keygate-nonexp-cached"),
     ("keygate HS256, token cache on (4) vs off (4b)", "keygate-hs256", "keygate-hs256-nocache"),
     ("keygate HS256 (4) vs no-op filter setting the identity headers (2b)", "keygate-hs256",
      "noop-wasm-identity"),
@@ -1295,7 +1305,8 @@ INSTRUCTIONS_END = "<!-- instructions per request: end -->"
 # references (ext_authz is another process, which callgrind does not count).
 INSTRUCTION_CONFIGS = ["noop-wasm", "noop-wasm-identity", "noop-wasm-trimmed", "jwt_authn-hs256",
                        "keygate-hs256", "keygate-hs256-nocache", "keygate-nonexp-cached",
-                       "jwt_authn-rs256", "keygate-rs256", "keygate-rs256-cache"]
+                       "keygate-nonexp-feed", "jwt_authn-rs256", "keygate-rs256",
+                       "keygate-rs256-cache"]
 # Envoy under callgrind starts in tens of seconds, not one.
 CALLGRIND_START_TIMEOUT = 600.0
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub feed_resyncs: Option<u32>,
     pub feed_fallbacks: Option<u32>,
     pub feed_healthy: Option<u32>,
+    /// When the feed last answered (Unix seconds; gauge).
+    pub feed_last_success_s: Option<u32>,
     pub feed_lag_ms: Option<u32>,
     /// Ticks on which a worker handed its pending counts to Envoy (see `PendingCounts`): one per
     /// tick, so a reader can tell that every count made before some point has arrived.
@@ -128,6 +130,8 @@ impl Metrics {
             *slot = counter(&format!("requests_denied_{reason}"));
         }
         metrics.feed_healthy = define(MetricKind::Gauge, &format!("{PREFIX}feed_healthy"));
+        metrics.feed_last_success_s =
+            define(MetricKind::Gauge, &format!("{PREFIX}feed_last_success_s"));
         metrics.feed_lag_ms = define(MetricKind::Histogram, &format!("{PREFIX}feed_lag_ms"));
         metrics.callout_latency_ms = define(
             MetricKind::Histogram,

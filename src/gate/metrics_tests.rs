@@ -9,7 +9,7 @@ fn every_stat_is_defined_under_the_keygate_prefix() {
         defined.push((kind, name.to_owned()));
         Some(defined.len() as u32)
     });
-    assert_eq!(defined.len(), 19 + DENY_REASONS.len() + 3);
+    assert_eq!(defined.len(), 19 + DENY_REASONS.len() + 4);
     assert!(defined.iter().all(|(_, name)| name.starts_with("keygate.")));
     assert!(defined.contains(&(
         MetricKind::Histogram,

@@ -21,6 +21,9 @@ use crate::revocation::feed::{FeedAnswer, feed_path, parse_answer};
 use crate::revocation::feed_state::{FeedState, FeedView, hold_lease};
 
 const MIN_BACKOFF_MS: u64 = 1_000;
+/// How often a worker claims or renews the lease: well within its lapse (`LEASE_MS`), and rarely
+/// enough that ticks cost little (the shared state is still read every tick).
+const LEASE_EVERY_MS: u64 = 500;
 const MAX_BACKOFF_MS: u64 = 10_000;
 /// Beyond the long poll's own wait, how long its callout may take.
 const POLL_SLACK_SECONDS: u64 = 5;
@@ -37,6 +40,9 @@ pub struct FeedFollower {
     /// Whether the feed looked healthy on the last tick this worker led, for the log and the
     /// fallback count.
     healthy: bool,
+    /// Whether this worker held the lease when it last looked, and when that was.
+    leading: bool,
+    lease_checked_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +61,8 @@ impl FeedFollower {
             retry_at_ms: 0,
             backoff_ms: 0,
             healthy: false,
+            leading: false,
+            lease_checked_ms: None,
         }
     }
 
@@ -65,10 +73,21 @@ impl FeedFollower {
         let (state, _) = FeedState::read(host, &cache.feed_state_key());
         let view = view_of(&state, feed, revocation.timeout_ms);
         cache.observe_feed(view);
-        if !hold_lease(host, &cache.feed_lease_key(), self.owner, now_ms) {
+        let due = self
+            .lease_checked_ms
+            .is_none_or(|checked| now_ms.saturating_sub(checked) >= LEASE_EVERY_MS);
+        if due {
+            self.leading = hold_lease(host, &cache.feed_lease_key(), self.owner, now_ms);
+            self.lease_checked_ms = Some(now_ms);
+        }
+        if !self.leading {
             return None;
         }
         let healthy = view.healthy(now_ms);
+        if healthy != self.healthy || due {
+            // On a change, and with each lease check: a host call per tick would cost more.
+            host.record(gate.metrics.feed_healthy, u64::from(healthy));
+        }
         if healthy != self.healthy {
             if healthy {
                 info!("revocation feed: following (cursor {:?})", state.cursor);
@@ -81,7 +100,6 @@ impl FeedFollower {
             }
             self.healthy = healthy;
         }
-        host.record(gate.metrics.feed_healthy, u64::from(healthy));
         // A poll whose answer never came (its worker's callout was lost) is given up.
         let wait_bound_ms = (feed.wait_seconds + 2 * POLL_SLACK_SECONDS) * 1000;
         if self
@@ -171,6 +189,7 @@ impl FeedFollower {
         now_ms: u64,
     ) {
         host.increment(gate.metrics.feed_polls_ok);
+        host.record(gate.metrics.feed_last_success_s, now_ms / 1000);
         let key = cache.feed_state_key();
         let applied = !answer.revocations.is_empty();
         if applied {

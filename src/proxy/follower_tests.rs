@@ -172,3 +172,35 @@ fn more_means_the_next_poll_goes_out_at_once() {
     assert!(follower.on_tick(&gate, &host, T + 160).is_some());
     assert_eq!(last_path(&host), "/v1/revocations?after=3&wait_seconds=20");
 }
+
+#[test]
+fn a_flood_of_revocations_stays_within_the_caches_bound() {
+    let gate = gate_from(
+        r#"{"secret":{"inline":"s"},"revocation":{"cluster":"keyservice","cache":{"max_entries":64},
+            "feed":{}}}"#,
+    );
+    let host = FakeHost::default();
+    let mut follower = FeedFollower::new(1);
+    let call = follower.on_tick(&gate, &host, T).unwrap();
+    answer(&mut follower, &gate, &host, call, r#"{"revocations":[],"next":0,"more":false,"resync":false}"#, T);
+    let mut next = 0;
+    for round in 0..5u64 {
+        let call = follower.on_tick(&gate, &host, T + 1_000 * (round + 1)).unwrap();
+        let entries: Vec<String> = (1..=1000)
+            .map(|n| {
+                let seq = next + n;
+                format!(r#"{{"seq":{seq},"sha256":"{}","revoked_at_ms":{T}}}"#, token_digest(&seq.to_string()))
+            })
+            .collect();
+        next += 1000;
+        let body = format!(r#"{{"revocations":[{}],"next":{next},"more":true,"resync":false}}"#, entries.join(","));
+        answer(&mut follower, &gate, &host, call, &body, T + 1_000 * (round + 1) + 10);
+    }
+    assert_eq!(state(&gate, &host).cursor, Some(5_000));
+    assert_eq!(host.counter(gate.metrics.feed_revocations_applied), 5_000);
+    // 64 entries in buckets of four, the feed's state and its lease: nothing else was kept.
+    let keys = host.shared.borrow().len();
+    assert!(keys <= 16 + 2, "{keys} shared-data keys");
+    let entries: usize = host.shared.borrow().values().map(|(value, _)| value.len()).sum();
+    assert!(entries <= 64 * 49 + 32 + 16, "{entries} bytes of shared data");
+}
