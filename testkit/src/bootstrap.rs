@@ -59,6 +59,22 @@ impl Bootstrap {
         self
     }
 
+    /// A STATIC cluster `name` with several endpoints (round robin), replacing one of that name.
+    pub fn cluster_of(mut self, name: &str, addrs: &[SocketAddr]) -> Self {
+        self.clusters.retain(|cluster| cluster["name"] != name);
+        let endpoints: Vec<Value> = addrs
+            .iter()
+            .map(|addr| json!({"endpoint": {"address": socket_address(*addr)}}))
+            .collect();
+        self.clusters.push(json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
+        }));
+        self
+    }
+
     /// Envoy resolves `.`/`..` and merges `//` before any filter, as a deployment does.
     pub fn normalize_paths(mut self) -> Self {
         self.normalize_paths = true;

@@ -145,3 +145,44 @@ fn a_stale_feed_falls_back_to_the_short_bound_and_fails_closed() {
     );
     cases.finish(|| rig.envoy_log_tail(40));
 }
+
+#[test]
+fn a_keyservice_replica_dying_mid_long_poll_leaves_the_feed_to_the_other() {
+    // Two keyservice processes on one database behind cluster `keyservice` (round robin).
+    let config = feed_config(600, json!({"wait_seconds": 2, "stale_after_seconds": 30}));
+    let mut rig = Rig::builder()
+        .plugin_config(&config)
+        .keyservice_replicas(1)
+        .start();
+    let mut cases = Cases::new();
+    cases.check(
+        "the feed is followed",
+        poll_keygate_stat(&rig, "feed_polls_ok", 2, FEED_START).map(|_| ()),
+    );
+    let issued = rig.keyservice.issue("user_replica", None, None);
+    cases.check(
+        "the key is allowed and its answer kept",
+        expect_allowed(
+            &rig.get_with_token(&issued.key, &[]),
+            Some("user_replica"),
+            None,
+        ),
+    );
+    // Whichever replica holds the long poll now, one of them dies.
+    rig.keyservice.kill();
+    rig.replicas[0].revoke(&issued.id);
+    cases.check(
+        "the revocation made through the surviving replica still reaches the edge",
+        poll(Duration::from_secs(20), Duration::from_millis(100), || {
+            expect_revoked(&rig.get_with_token(&issued.key, &[])).ok()
+        })
+        .ok_or_else(|| "the revoked key is still allowed".to_owned()),
+    );
+    cases.check("the feed never went stale on the way", {
+        let fallbacks = rig.keygate_stat("feed_fallbacks");
+        (fallbacks == 0)
+            .then_some(())
+            .ok_or(format!("{fallbacks} fallbacks"))
+    });
+    cases.finish(|| rig.envoy_log_tail(40));
+}

@@ -34,6 +34,19 @@ impl Keyservice {
     /// environment are removed, so only the arguments count.
     pub fn start(bin: &Path, dir: &Path, secret: &str, extra_args: &[String]) -> Self {
         let database = format!("sqlite://{}", dir.join("keyservice.db").display());
+        Self::start_on(bin, dir, &database, secret, extra_args)
+    }
+
+    /// `keyservice serve` on `database`, its logs in `dir` (a replica: another process on the
+    /// same database, in a directory of its own).
+    pub fn start_on(
+        bin: &Path,
+        dir: &Path,
+        database: &str,
+        secret: &str,
+        extra_args: &[String],
+    ) -> Self {
+        let database = database.to_owned();
         let mut command = Command::new(bin);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])

@@ -43,6 +43,8 @@ pub struct RigBuilder {
     routes: Option<Value>,
     /// A whole Envoy bootstrap of the test's own, in place of the one the builder makes.
     bootstrap: Option<Value>,
+    /// More keyservice processes on the same database, beside the first in cluster `keyservice`.
+    replicas: usize,
 }
 
 impl RigBuilder {
@@ -107,6 +109,13 @@ impl RigBuilder {
         self
     }
 
+    /// `count` more keyservice processes on the rig's database; cluster `keyservice` sends to
+    /// all of them, round robin (not with a bootstrap of the test's own).
+    pub fn keyservice_replicas(mut self, count: usize) -> Self {
+        self.replicas = count;
+        self
+    }
+
     /// Starts echo-upstream, keyservice and Envoy; returns once Envoy is ready.
     pub fn start(self) -> Rig {
         let wasm = bins::keygate_wasm();
@@ -122,6 +131,19 @@ impl RigBuilder {
             SECRET,
             &self.keyservice_args,
         );
+        let replicas: Vec<Keyservice> = (0..self.replicas)
+            .map(|index| {
+                let replica_dir = dir.path().join(format!("replica-{index}"));
+                std::fs::create_dir_all(&replica_dir).expect("a replica's directory");
+                Keyservice::start_on(
+                    &bins::keyservice(),
+                    &replica_dir,
+                    &keyservice.database,
+                    SECRET,
+                    &self.keyservice_args,
+                )
+            })
+            .collect();
         let revocation_addr = match self.target {
             RevocationTarget::Keyservice => keyservice.addr(),
             RevocationTarget::At(addr) => addr,
@@ -145,6 +167,11 @@ impl RigBuilder {
                 if let Some(routes) = self.routes {
                     config = config.routes(routes);
                 }
+                if !replicas.is_empty() {
+                    let mut addrs = vec![revocation_addr];
+                    addrs.extend(replicas.iter().map(Keyservice::addr));
+                    config = config.cluster_of("keyservice", &addrs);
+                }
                 config.build()
             }
         };
@@ -159,6 +186,7 @@ impl RigBuilder {
             listener: envoy.listener,
             envoy,
             keyservice,
+            replicas,
             _echo: echo,
             client: client(),
             _dir: dir,
@@ -202,6 +230,8 @@ pub struct Rig {
     // Dropped in this order: Envoy first, the tempdir last.
     pub envoy: Envoy,
     pub keyservice: Keyservice,
+    /// With [`RigBuilder::keyservice_replicas`].
+    pub replicas: Vec<Keyservice>,
     _echo: Server,
     pub(super) client: reqwest::blocking::Client,
     pub admin: SocketAddr,
@@ -222,6 +252,7 @@ impl Rig {
             clusters: Vec::new(),
             routes: None,
             bootstrap: None,
+            replicas: 0,
         }
     }
 
