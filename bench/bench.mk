@@ -1,6 +1,6 @@
 # Included by the Makefile: the benchmark targets and what they install.
 
-.PHONY: bench bench-memory bench-instructions bench-propagation bench-tools bench-wasm decision-path
+.PHONY: bench bench-memory bench-instructions bench-propagation bench-usage bench-tools bench-wasm decision-path
 
 # The benchmark of issue 6 (bench/README.md): bench/bench.py drives one Envoy per configuration with
 # wrk, Debian's package, installed when missing (tests/integration/bench_smoke.rs runs it in --quick
@@ -69,3 +69,12 @@ bench-propagation: tools bench-tools postgres wasm
 	ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
 		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
 		$(PYTHON) bench/propagation.py $(BENCH_ARGS)
+
+# Usage reporting traffic (bench/usage_traffic.py): one Envoy, 10,000 long-lived keys each used in
+# every 10 s report interval, the bytes its reporter sends keyservice. A section of BENCHMARKS.md;
+# about two minutes.
+bench-usage: tools bench-tools wasm
+	$(CARGO) build --release -p keyservice
+	ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
+		KEYSERVICE_BIN="$(CURDIR)/target/release/keyservice" \
+		$(PYTHON) bench/usage_traffic.py $(BENCH_ARGS)

@@ -367,9 +367,11 @@ def ext_authz_filter() -> dict:
 
 
 def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = True,
-                         feed: bool = False) -> dict:
+                         feed: bool = False, metered: bool = False) -> dict:
     """The minimal configuration of docs/deploy.md: HS256 API keys, revocation callouts to keyservice;
-    the verified-token cache as by default, or off."""
+    the verified-token cache as by default, or off; with `metered`, usage reported to keyservice
+    and a per-key rate limit that the benchmark never reaches (every request is counted against
+    it: the cost measured is the counting)."""
     config: dict = {
         "secret": {"env": "JWT_SECRET"},
         "revocation": {"cluster": "keyservice", "authority": "keyservice"},
@@ -380,6 +382,9 @@ def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = T
         config["token_cache"] = {"max_entries": 0}
     if feed:
         config["revocation"]["feed"] = {}
+    if metered:
+        config["usage"] = {"report_every_seconds": 10}
+        config["rate_limits"] = {"key": [{"requests": 4_000_000_000, "per_seconds": 60}]}
     return config
 
 
@@ -478,6 +483,11 @@ CONFIGS = [
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
                                   json.dumps(keygate_hs256_config(feed=True)))],
            lambda s: s.nonexp_token, uses_keyservice=True),
+    Config("keygate-nonexp-metered", "5m",
+           "keygate, non-expiring key, revocation answer cached, usage reported and a per-key rate limit counted",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
+                                  json.dumps(keygate_hs256_config(metered=True)))],
+           lambda s: s.nonexp_token, uses_keyservice=True),
     Config("keygate-nonexp-uncached", "6",
            "keygate, non-expiring keys, cache off (a callout per request)",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
@@ -549,6 +559,8 @@ COMPARISONS = [
     ("keygate HS256, token cache off (4b) vs jwt_authn HS256 (3)", "keygate-hs256-nocache",
      "jwt_authn-hs256"),
     ("cached non-expiring, following the feed (5f) vs without (5)", "keygate-nonexp-feed",
+     "keygate-nonexp-cached"),
+    ("cached non-expiring, usage and a rate limit counted (5m) vs not (5)", "keygate-nonexp-metered",
      "keygate-nonexp-cached"),
     ("keygate HS256, token cache on (4) vs off (4b)", "keygate-hs256", "keygate-hs256-nocache"),
     ("keygate HS256 (4) vs no-op filter setting the identity headers (2b)", "keygate-hs256",
@@ -1305,7 +1317,7 @@ INSTRUCTIONS_END = "<!-- instructions per request: end -->"
 # references (ext_authz is another process, which callgrind does not count).
 INSTRUCTION_CONFIGS = ["noop-wasm", "noop-wasm-identity", "noop-wasm-trimmed", "jwt_authn-hs256",
                        "keygate-hs256", "keygate-hs256-nocache", "keygate-nonexp-cached",
-                       "keygate-nonexp-feed", "jwt_authn-rs256", "keygate-rs256",
+                       "keygate-nonexp-feed", "keygate-nonexp-metered", "jwt_authn-rs256", "keygate-rs256",
                        "keygate-rs256-cache"]
 # Envoy under callgrind starts in tens of seconds, not one.
 CALLGRIND_START_TIMEOUT = 600.0

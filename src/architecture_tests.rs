@@ -13,9 +13,10 @@ const RANKS: &[(&str, u8)] = &[
     ("extract", 0),
     ("policy", 0),
     ("revocation", 1),
-    ("config", 2),
-    ("gate", 3),
-    ("proxy", 4),
+    ("metering", 2),
+    ("config", 3),
+    ("gate", 4),
+    ("proxy", 5),
 ];
 
 /// Every non-test source file under `src/<folder>/`, by module path (`gate::decision`), with

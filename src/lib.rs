@@ -9,6 +9,7 @@
 //! | `extract` | where a request carries its token |
 //! | `policy` | the path as Envoy forwards it, rules, scopes, CORS |
 //! | `revocation` | the keyservice protocol, the shared answer cache, callouts in flight |
+//! | `metering` | rate limits, the shared counters, per-key usage and its reports |
 //! | `config` | the plugin configuration, parsed and validated once |
 //! | `gate` | the per-request decision and the state it keeps |
 //! | `proxy` | the `Host` trait, request and root flows, the proxy-wasm contexts |
@@ -29,7 +30,9 @@ macro_rules! modules {
     };
 }
 
-modules!(config, extract, gate, jose, policy, proxy, revocation);
+modules!(
+    config, extract, gate, jose, metering, policy, proxy, revocation
+);
 
 #[cfg(test)]
 mod architecture_tests;

@@ -1,7 +1,7 @@
 //! The revocation feed's answers (`parse_answer`), from keyservice over the network, after any
 //! cursor. Properties:
 //! - never a panic; an accepted answer's seqs are after the cursor asked about, strictly
-//!   increasing, and at most `next`; a resync carries no revocation; at most 1,000 revocations;
+//!   increasing, and at most `next`; a resync carries no event; at most 1,000 events;
 //! - without a resync, `next` never goes back from the cursor asked about;
 //! - each digest is the 64 lowercase hex digits the answer had: written back, it is that text;
 //! - parsing is deterministic.
@@ -26,26 +26,26 @@ fuzz_target!(|data: &[u8]| {
     let Ok(answer) = first else {
         return;
     };
-    assert!(answer.revocations.len() <= 1000);
+    assert!(answer.events.len() <= 1000);
     if answer.resync {
-        assert!(answer.revocations.is_empty());
+        assert!(answer.events.is_empty());
     } else if let Some(asked) = asked {
         assert!(answer.next >= asked);
     }
     let mut last = asked;
-    for revocation in &answer.revocations {
-        assert!(last.is_none_or(|last| revocation.seq > last));
-        assert!(revocation.seq <= answer.next);
-        last = Some(revocation.seq);
-        let hex: String = revocation
+    for event in &answer.events {
+        assert!(last.is_none_or(|last| event.seq > last));
+        assert!(event.seq <= answer.next);
+        last = Some(event.seq);
+        let hex: String = event
             .digest
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect();
         let json: serde_json::Value = serde_json::from_slice(body).expect("accepted, so JSON");
-        let written = json["revocations"]
+        let written = json["events"]
             .as_array()
-            .and_then(|all| all.iter().find(|r| r["seq"] == revocation.seq))
+            .and_then(|all| all.iter().find(|r| r["seq"] == event.seq))
             .and_then(|r| r["sha256"].as_str());
         assert_eq!(written, Some(hex.as_str()), "the digest is the one written");
     }

@@ -249,6 +249,22 @@ impl Host for FakeHost {
         Ok(self.next_call.get())
     }
 
+    fn dispatch_post(&self, _callout: &Callout<'_>, _body: &[u8]) -> Result<u32, String> {
+        panic!("no usage reports in this target")
+    }
+
+    fn queue(&self, _name: &str) -> Option<u32> {
+        None
+    }
+
+    fn enqueue(&self, _queue: u32, _message: &[u8]) -> bool {
+        false
+    }
+
+    fn dequeue(&self, _queue: u32) -> Option<Vec<u8>> {
+        None
+    }
+
     fn send_reply(&self, reply: &LocalReply) {
         assert!(self.outcome.get().is_none(), "a second outcome");
         self.outcome.set(Some(Outcome::Reply(reply.status)));

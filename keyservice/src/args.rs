@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use thiserror::Error;
 
+use crate::rate_limits::RateLimit;
 use crate::store::Cursor;
 
 #[derive(Parser)]
@@ -41,11 +42,16 @@ pub enum Command {
     /// Serve the HTTP API
     Serve(ServeArgs),
     /// Create a key in the database and print it; the key is shown only this once
+    #[command(visible_alias = "create")]
     Issue(IssueArgs),
     /// Revoke a key by id
     Revoke(RevokeArgs),
     /// List keys (never the keys themselves)
     List(ListArgs),
+    /// Show a key's usage per day, as the edges reported it
+    Usage(UsageArgs),
+    /// Set or clear a key's rate limits (edges that follow the revocation feed learn of it)
+    SetLimits(SetLimitsArgs),
     /// Import an existing HS256 key read from standard input, e.g. one issued by ComfyUI Deploy
     Import(ImportArgs),
 }
@@ -127,6 +133,12 @@ pub struct ServeArgs {
     /// listener)
     #[arg(long, env = "KEYSERVICE_FEED_RECHECK", value_name = "DURATION", value_parser = serve_duration, default_value = "2s")]
     pub feed_recheck: Duration,
+
+    /// How many days of per-key usage to keep; older days are deleted (checked every minute).
+    /// At least 3: reports carry days up to 2 days old, and pruning must never touch a day a
+    /// report may still add to
+    #[arg(long, env = "KEYSERVICE_USAGE_RETENTION_DAYS", value_name = "DAYS", value_parser = clap::value_parser!(u32).range(3..=3660), default_value_t = 90)]
+    pub usage_retention_days: u32,
 
     /// How long the edge may cache a "revoked" answer
     #[arg(
@@ -210,6 +222,10 @@ pub struct IssueArgs {
     /// A scope for the key's scopes claim, e.g. keys:write; repeat for more
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
+    /// A rate limit, REQUESTS/SECONDS (100/60: a hundred requests a minute); repeat for more
+    /// windows (at most 4, each of another length)
+    #[arg(long = "rate-limit", value_name = "REQUESTS/SECONDS")]
+    pub rate_limits: Vec<RateLimit>,
 }
 
 #[derive(Args)]
@@ -236,6 +252,36 @@ pub struct ListArgs {
     /// Start after this cursor (printed by a previous --limit listing, or an API page's `next`)
     #[arg(long, value_parser = parse_cursor)]
     pub after: Option<Cursor>,
+}
+
+#[derive(Args)]
+pub struct UsageArgs {
+    /// The key's id
+    pub id: String,
+    /// How many days, today included (1 to 366)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=366), default_value_t = 30)]
+    pub days: u32,
+    /// The JSON object of GET /v1/keys/{id}/usage instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SetLimitsArgs {
+    /// The key's id
+    pub id: String,
+    /// A rate limit, REQUESTS/SECONDS (100/60: a hundred requests a minute); repeat for more
+    /// windows. Replaces the key's limits
+    #[arg(
+        long = "rate-limit",
+        value_name = "REQUESTS/SECONDS",
+        required_unless_present = "none",
+        conflicts_with = "none"
+    )]
+    pub rate_limits: Vec<RateLimit>,
+    /// Clear the key's limits
+    #[arg(long)]
+    pub none: bool,
 }
 
 fn parse_cursor(text: &str) -> Result<Cursor, String> {
@@ -323,6 +369,47 @@ mod tests {
         let cli =
             Cli::try_parse_from(["keyservice", "list", "--database", "sqlite::memory:"]).unwrap();
         assert_eq!(cli.database, "sqlite::memory:");
+    }
+
+    #[test]
+    fn rate_limits_parse_on_the_command_line() {
+        let cli = Cli::try_parse_from([
+            "keyservice",
+            "set-limits",
+            "k1",
+            "--rate-limit",
+            "100/60",
+            "--rate-limit",
+            "1000/86400",
+        ])
+        .unwrap();
+        let Command::SetLimits(args) = cli.command else {
+            panic!("parsed another command");
+        };
+        assert_eq!(args.rate_limits.len(), 2);
+        assert!(!args.none);
+        for bad in [
+            vec!["keyservice", "set-limits", "k1"],
+            vec![
+                "keyservice",
+                "set-limits",
+                "k1",
+                "--none",
+                "--rate-limit",
+                "1/1",
+            ],
+            vec!["keyservice", "set-limits", "k1", "--rate-limit", "100"],
+            vec!["keyservice", "usage", "k1", "--days", "0"],
+            vec!["keyservice", "usage", "k1", "--days", "367"],
+            vec!["keyservice", "serve", "--usage-retention-days", "2"],
+            vec!["keyservice", "serve", "--usage-retention-days", "3661"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from(["keyservice", "set-limits", "k1", "--none"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::SetLimits(args) if args.none && args.rate_limits.is_empty())
+        );
     }
 
     #[test]

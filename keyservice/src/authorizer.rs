@@ -94,6 +94,19 @@ impl Authorizer {
         let env = |name: &str| std::env::var(name).ok();
         let config =
             Config::parse(json, &env).map_err(|e| AuthorizerError::Config(e.to_string()))?;
+        // Usage and rate limits are counted in Envoy's shared memory by the filter; here they
+        // would silently count nothing.
+        if config.usage.is_some() {
+            return Err(AuthorizerError::Config(
+                "`usage`: usage is counted by the filter in Envoy, not by /v1/authorize; remove it from the authorize configuration".to_owned(),
+            ));
+        }
+        if let Some(provider) = config.providers.iter().find(|p| !p.rate_limits.is_empty()) {
+            return Err(AuthorizerError::Config(format!(
+                "`rate_limits` of provider {:?}: rate limits are counted by the filter in Envoy, not by /v1/authorize; remove them from the authorize configuration",
+                provider.name
+            )));
+        }
         Ok(Self {
             config: Arc::new(config),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -372,6 +385,20 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(error, AuthorizerError::Read { .. }));
+    }
+
+    #[test]
+    fn usage_and_rate_limits_are_refused_since_nothing_here_would_count_them() {
+        let base = r#""secret": {"inline": "s"}, "revocation": {"cluster": "keyservice"}"#;
+        let error = Authorizer::from_json(format!(r#"{{{base}, "usage": {{}}}}"#).as_bytes())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("`usage`"), "{error}");
+        let limits = r#""rate_limits": {"key": [{"requests": 1, "per_seconds": 60}]}"#;
+        let error = Authorizer::from_json(format!("{{{base}, {limits}}}").as_bytes())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("`rate_limits`"), "{error}");
     }
 
     #[test]

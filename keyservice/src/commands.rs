@@ -6,13 +6,17 @@ use std::process::ExitCode;
 use keygate::text::Escaped;
 use thiserror::Error;
 
-use crate::args::{ConfigError, ImportArgs, IssueArgs, ListArgs, RevokeArgs, Secret};
+use crate::args::{
+    ConfigError, ImportArgs, IssueArgs, ListArgs, RevokeArgs, Secret, SetLimitsArgs, UsageArgs,
+};
 use crate::keys::{
     ImportError, IssueError, KeyView, NewKey, Signer, ValidationError, check_text, expiry_note,
 };
 use crate::pagination;
-use crate::store::{self, Condition, Cursor, KeyFilter, KeyRecord, Page, StoreError};
-use crate::time::{now, rfc3339};
+use crate::rate_limits;
+use crate::store::{self, Condition, Cursor, KeyFilter, KeyRecord, LimitsChange, Page, StoreError};
+use crate::time::{now, rfc3339, today};
+use crate::usage::UsageView;
 
 #[derive(Debug, Error)]
 pub enum CommandError {
@@ -30,6 +34,8 @@ pub enum CommandError {
     UnknownId(String),
     #[error("this key was already imported (id {0}); nothing changed")]
     AlreadyImported(String),
+    #[error("key {0} is revoked: its rate limits can no longer change")]
+    Revoked(String),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -54,6 +60,7 @@ pub async fn issue(database: &str, secret: &Secret, args: IssueArgs) -> Result<(
             .expires_in
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         scopes: args.scopes,
+        rate_limits: args.rate_limits,
     };
     let (record, key) = Signer::new(secret.expose().as_bytes()).issue(new, now())?;
     let store = store::open(database).await?;
@@ -61,7 +68,7 @@ pub async fn issue(database: &str, secret: &Secret, args: IssueArgs) -> Result<(
     store.close().await;
     writeln!(io::stdout().lock(), "{key}")?;
     eprintln!(
-        "issued key {} for user {} (expires: {}; scopes: {})",
+        "issued key {} for user {} (expires: {}; scopes: {}; rate limits: {})",
         record.id,
         record.user_id,
         record.expires_at.map_or_else(|| "never".into(), rfc3339),
@@ -69,7 +76,8 @@ pub async fn issue(database: &str, secret: &Secret, args: IssueArgs) -> Result<(
             "none".to_owned()
         } else {
             record.scopes.join(" ")
-        }
+        },
+        limits_text(&record.rate_limits)
     );
     Ok(())
 }
@@ -150,7 +158,7 @@ pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
 }
 
 fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
-    const HEADER: [&str; 8] = [
+    const HEADER: [&str; 9] = [
         "ID",
         "NAME",
         "USER_ID",
@@ -159,12 +167,13 @@ fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
         "CREATED_AT",
         "EXPIRES_AT",
         "REVOKED_AT",
+        "LAST_USED_AT",
     ];
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 8]> = views
+    let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
-            [
+            vec![
                 Escaped(&v.id).to_string(),
                 Escaped(&v.name).to_string(),
                 Escaped(&v.user_id).to_string(),
@@ -179,23 +188,119 @@ fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
                 v.created_at.clone(),
                 dash(&v.expires_at),
                 dash(&v.revoked_at),
+                dash(&v.last_used_at),
             ]
         })
         .collect();
-    let mut widths = HEADER.map(|h| h.chars().count());
-    for row in &rows {
+    write_columns(out, &HEADER, &rows, &[])
+}
+
+/// Columns padded to their widest cell, two spaces apart; the columns in `right` (numbers) are
+/// aligned to the right.
+fn write_columns(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    right: &[usize],
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let header = HEADER.map(String::from);
-    for row in std::iter::once(&header).chain(&rows) {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
+            .zip(&widths)
+            .enumerate()
+            .map(|(column, (cell, &width))| {
+                if right.contains(&column) {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:width$}")
+                }
+            })
             .collect();
         writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// `100/60, 1000/86400`, or `none`.
+fn limits_text(limits: &[rate_limits::RateLimit]) -> String {
+    rate_limits::header_value(limits).unwrap_or_else(|| "none".to_owned())
+}
+
+/// A key's usage per day (`keyservice usage ID`): a table of the days with counts and their
+/// total, or the API's JSON object; when the key was last used goes to stderr.
+pub async fn usage(database: &str, args: UsageArgs) -> Result<(), CommandError> {
+    let since = today() - i64::from(args.days.saturating_sub(1));
+    let store = store::open(database).await?;
+    let result = store.usage(&args.id, &KeyFilter::all(), since).await;
+    store.close().await;
+    let usage = result?.ok_or(CommandError::UnknownId(args.id))?;
+    let view = UsageView::from(&usage);
+    let mut out = io::stdout().lock();
+    if args.json {
+        let line = serde_json::to_string(&view).map_err(io::Error::other)?;
+        writeln!(out, "{line}")?;
+    } else {
+        write_usage(&mut out, &view)?;
+    }
+    out.flush()?;
+    if !args.json {
+        match &view.last_used_at {
+            Some(at) => eprintln!("key {} last used {at}", usage.record.id),
+            None => eprintln!("key {}: no use reported yet", usage.record.id),
+        }
+    }
+    Ok(())
+}
+
+fn write_usage(out: &mut impl Write, view: &UsageView) -> io::Result<()> {
+    const HEADER: [&str; 4] = ["DAY", "ALLOWED", "FORBIDDEN", "RATE_LIMITED"];
+    let row = |day: String, counts: &crate::usage::Counts| {
+        vec![
+            day,
+            counts.allowed.to_string(),
+            counts.forbidden.to_string(),
+            counts.rate_limited.to_string(),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = view
+        .days
+        .iter()
+        .map(|day| row(day.day.clone(), &day.counts))
+        .collect();
+    rows.push(row("TOTAL".to_owned(), &view.totals));
+    write_columns(out, &HEADER, &rows, &[1, 2, 3])
+}
+
+/// Replaces a key's rate limits (`--none` clears them), with a `limits_changed` event in the
+/// feed, as `PATCH /v1/keys/{id}` does; takes any id the database holds, like `revoke`.
+pub async fn set_limits(database: &str, args: SetLimitsArgs) -> Result<(), CommandError> {
+    // `--none` and `--rate-limit` exclude each other (clap), so `--none` leaves this empty.
+    let limits = rate_limits::normalize(args.rate_limits)?;
+    let store = store::open(database).await?;
+    let result = store
+        .set_rate_limits(&args.id, &KeyFilter::all(), &limits)
+        .await;
+    store.close().await;
+    let (record, changed) = match result?.ok_or(CommandError::UnknownId(args.id))? {
+        LimitsChange::Changed(record) => (record, true),
+        LimitsChange::Unchanged(record) => (record, false),
+        LimitsChange::Revoked(record) => return Err(CommandError::Revoked(record.id)),
+    };
+    writeln!(
+        io::stdout().lock(),
+        "rate limits of {}: {}",
+        record.id,
+        limits_text(&record.rate_limits)
+    )?;
+    if !changed {
+        eprintln!("unchanged: the key already had these limits");
     }
     Ok(())
 }
@@ -222,9 +327,12 @@ pub async fn import(database: &str, secret: &Secret, args: ImportArgs) -> Result
         user_id: imported.user_id,
         org_id: imported.org_id,
         scopes: imported.scopes,
+        // Limits are keyservice's, not the key's: an imported key starts without.
+        rate_limits: Vec::new(),
         created_at: now(),
         expires_at: imported.expires_at,
         revoked_at: None,
+        last_used_at: None,
     };
     store.insert(&record).await?;
     store.close().await;
@@ -245,16 +353,52 @@ mod tests {
             user_id: "u".into(),
             org_id: None,
             scopes: vec![],
+            rate_limits: vec![],
             created_at: "2025-01-01T00:00:00Z".into(),
             expires_at: None,
             revoked_at: None,
+            last_used_at: Some("2025-01-02T03:04:05Z".into()),
         }];
         let mut out = Vec::new();
         write_table(&mut out, &views).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "ID    NAME           USER_ID  ORG_ID  SCOPES  CREATED_AT            EXPIRES_AT  REVOKED_AT\n\
-             id-1  a longer name  u        -       -       2025-01-01T00:00:00Z  -           -\n"
+            "ID    NAME           USER_ID  ORG_ID  SCOPES  CREATED_AT            EXPIRES_AT  REVOKED_AT  LAST_USED_AT\n\
+             id-1  a longer name  u        -       -       2025-01-01T00:00:00Z  -           -           2025-01-02T03:04:05Z\n"
+        );
+    }
+
+    #[test]
+    fn the_usage_table_aligns_numbers_right_and_ends_with_the_total() {
+        use crate::usage::{Counts, DayView};
+        let counts = |allowed, forbidden, rate_limited| Counts {
+            allowed,
+            forbidden,
+            rate_limited,
+        };
+        let view = UsageView {
+            id: "k".into(),
+            last_used_at: None,
+            days: vec![
+                DayView {
+                    day: "2026-12-04".into(),
+                    counts: counts(12, 0, 0),
+                },
+                DayView {
+                    day: "2026-12-05".into(),
+                    counts: counts(1400, 2, 5),
+                },
+            ],
+            totals: counts(1412, 2, 5),
+        };
+        let mut out = Vec::new();
+        write_usage(&mut out, &view).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "DAY         ALLOWED  FORBIDDEN  RATE_LIMITED\n\
+             2026-12-04       12          0             0\n\
+             2026-12-05     1400          2             5\n\
+             TOTAL          1412          2             5\n"
         );
     }
 }

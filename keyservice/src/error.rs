@@ -11,6 +11,7 @@ use thiserror::Error;
 use crate::connections::BodyReadTimeout;
 use crate::keys::{IssueError, ValidationError};
 use crate::store::StoreError;
+use crate::usage::ReportError;
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -28,14 +29,17 @@ pub enum AppError {
     InvalidBody(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    InvalidReport(#[from] ReportError),
     #[error("invalid query string: {0}")]
     InvalidQuery(String),
     #[error("invalid path: {0}")]
     InvalidPath(String),
     #[error("the key hash must be exactly 64 lowercase hex characters")]
     InvalidHash,
-    #[error("request body is larger than 64 KiB")]
-    PayloadTooLarge,
+    /// The limit of the route, in KiB.
+    #[error("request body is larger than {0} KiB")]
+    PayloadTooLarge(usize),
     #[error("{0}")]
     RequestTimeout(String),
     #[error("{0}")]
@@ -51,6 +55,11 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// The answer's status: 4xx for what the client sent, 5xx for what failed here.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized | Self::BadEdgeIdentity(_) => {
@@ -60,11 +69,13 @@ impl AppError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
-            Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::Invalid(_) | Self::InvalidReport(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            }
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             Self::InvalidHash => (StatusCode::BAD_REQUEST, "invalid_sha256"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -98,7 +109,8 @@ impl From<IssueError> for AppError {
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Self::PayloadTooLarge;
+            // The usual limit; a route with its own (`/v1/usage`) says so itself.
+            return Self::PayloadTooLarge(crate::MAX_BODY_BYTES / 1024);
         }
         // A body cut short by `serve_http`'s deadline: the client was too slow, not wrong.
         let mut source = std::error::Error::source(&r);

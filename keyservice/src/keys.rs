@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use keygate::text::{MAX_IDENTITY_BYTES, is_identity, is_invisible};
 
+use crate::rate_limits::{self, RateLimit};
 use crate::store::KeyRecord;
 use crate::time::{MAX_TIMESTAMP, rfc3339};
 
@@ -48,6 +49,16 @@ pub enum ValidationError {
     Scope(usize),
     #[error("a key can carry at most 64 scopes")]
     TooManyScopes,
+    #[error("rate_limits[{0}].requests must be at least 1")]
+    RateLimitRequests(usize),
+    #[error("rate_limits[{0}].per_seconds must be from 1 to 2678400 (31 days)")]
+    RateLimitWindow(usize),
+    #[error(
+        "rate_limits[{0}].per_seconds is the same as rate_limits[{1}]'s: give each window once"
+    )]
+    RateLimitRepeated(usize, usize),
+    #[error("rate_limits may hold at most 4 entries")]
+    TooManyRateLimits,
 }
 
 #[derive(Debug, Error)]
@@ -83,6 +94,9 @@ pub struct NewKey {
     pub expires_in_seconds: Option<i64>,
     /// The key's `scopes` claim; checked with [`normalize_scopes`].
     pub scopes: Vec<String>,
+    /// Stored with the key, not in it (they can change); checked with
+    /// [`rate_limits::normalize`].
+    pub rate_limits: Vec<RateLimit>,
 }
 
 impl NewKey {
@@ -98,7 +112,8 @@ impl NewKey {
         {
             return Err(ValidationError::ExpiresIn);
         }
-        check_scopes(&self.scopes)
+        check_scopes(&self.scopes)?;
+        rate_limits::normalize(self.rate_limits.clone()).map(drop)
     }
 }
 
@@ -210,9 +225,13 @@ pub struct KeyView {
     pub user_id: String,
     pub org_id: Option<String>,
     pub scopes: Vec<String>,
+    /// `[]` without limits.
+    pub rate_limits: Vec<RateLimit>,
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// As the edges last reported it; `null` before any report.
+    pub last_used_at: Option<String>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -223,9 +242,11 @@ impl From<&KeyRecord> for KeyView {
             user_id: r.user_id.clone(),
             org_id: r.org_id.clone(),
             scopes: r.scopes.clone(),
+            rate_limits: r.rate_limits.clone(),
             created_at: rfc3339(r.created_at),
             expires_at: r.expires_at.map(rfc3339),
             revoked_at: r.revoked_at.map(rfc3339),
+            last_used_at: r.last_used_at.map(rfc3339),
         }
     }
 }
@@ -276,6 +297,7 @@ impl Signer {
     pub fn issue(&self, mut new: NewKey, now: i64) -> Result<(KeyRecord, String), IssueError> {
         new.validate()?;
         new.scopes = normalize_scopes(new.scopes)?;
+        new.rate_limits = rate_limits::normalize(new.rate_limits)?;
         let id = uuid::Uuid::new_v4().to_string();
         let expires_at = new.expires_in_seconds.map(|secs| now.saturating_add(secs));
         let claims = Claims {
@@ -295,9 +317,11 @@ impl Signer {
             user_id: new.user_id,
             org_id: new.org_id,
             scopes: new.scopes,
+            rate_limits: new.rate_limits,
             created_at: now,
             expires_at,
             revoked_at: None,
+            last_used_at: None,
         };
         Ok((record, key))
     }
@@ -397,6 +421,7 @@ mod tests {
             name: "ci".into(),
             expires_in_seconds: None,
             scopes: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 
@@ -784,6 +809,43 @@ mod tests {
             Ok(MAX_SCOPES)
         );
         assert_eq!(normalize_scopes(vec!["x".into(); 100]), Ok(scopes(&["x"])));
+    }
+
+    #[test]
+    fn issued_record_keeps_its_rate_limits_sorted_and_out_of_the_key() {
+        let mut k = new_key();
+        k.rate_limits = vec![
+            RateLimit {
+                requests: 1000,
+                per_seconds: 86_400,
+            },
+            RateLimit {
+                requests: 100,
+                per_seconds: 60,
+            },
+        ];
+        let (record, key) = Signer::new(SECRET).issue(k.clone(), 5).unwrap();
+        assert_eq!(
+            record
+                .rate_limits
+                .iter()
+                .map(|l| l.per_seconds)
+                .collect::<Vec<_>>(),
+            [60, 86_400]
+        );
+        let mut v = Validation::new(Algorithm::HS256);
+        v.required_spec_claims.clear();
+        let claims =
+            jsonwebtoken::decode::<Value>(&key, &DecodingKey::from_secret(SECRET), &v).unwrap();
+        assert!(
+            claims.claims.get("rate_limits").is_none(),
+            "limits can change: not a claim"
+        );
+        k.rate_limits[0].requests = 0;
+        assert!(matches!(
+            Signer::new(SECRET).issue(k, 5),
+            Err(IssueError::Invalid(ValidationError::RateLimitRequests(0)))
+        ));
     }
 
     #[test]

@@ -14,10 +14,12 @@ pub mod keys;
 pub mod metrics;
 pub mod observe;
 pub mod pagination;
+pub mod rate_limits;
 pub mod routes;
 pub mod serve;
 pub mod store;
 pub mod time;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -133,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::keys::router())
         .merge(routes::revocations::router())
         .merge(routes::feed::router())
+        .merge(routes::usage::router())
         .merge(routes::authorize::router())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

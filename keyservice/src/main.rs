@@ -55,7 +55,7 @@ async fn run(
     jwt_secret: Option<&Secret>,
     command: Command,
 ) -> Result<(), CommandError> {
-    // Checked per command: `revoke` and `list` never touch key material.
+    // Checked per command: `revoke`, `list`, `usage` and `set-limits` never touch key material.
     let secret = || required(jwt_secret, ConfigError::MissingJwtSecret);
     match command {
         Command::Serve(args) => serve::serve(database, secret()?, args).await,
@@ -63,5 +63,7 @@ async fn run(
         Command::Import(args) => commands::import(database, secret()?, args).await,
         Command::Revoke(args) => commands::revoke(database, args).await,
         Command::List(args) => commands::list(database, args).await,
+        Command::Usage(args) => commands::usage(database, args).await,
+        Command::SetLimits(args) => commands::set_limits(database, args).await,
     }
 }

@@ -27,6 +27,11 @@ pub struct KindLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabel {
     pub decision: &'static str,
 }
@@ -57,6 +62,14 @@ pub struct Metrics {
     pub database_errors: Family<KindLabel, Counter>,
     /// `/v1/authorize` decisions: allow, or deny_<reason> as in the filter's stats.
     pub authorize_decisions: Family<DecisionLabel, Counter>,
+    /// `POST /v1/usage` answers: applied, duplicate, rejected, error.
+    usage_reports: Family<ResultLabel, Counter>,
+    /// The requests that applied reports counted, by outcome at the edge.
+    usage_requests: Family<OutcomeLabel, Counter>,
+    /// Report entries for digests that are no stored key.
+    pub usage_unknown_keys: Counter,
+    /// Counts the edges dropped while keyservice was unreachable, as they reported them.
+    pub usage_dropped: Counter,
     pub request_duration: HistogramFamily<RequestLabels>,
 }
 
@@ -86,7 +99,7 @@ impl Metrics {
         let feed_reads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "revocation_feed_reads",
-            "Answers of the revocation feed: revocations, empty (a long poll ended), start (a new follower), resync",
+            "Answers of the revocation feed: events, empty (a long poll ended), start (a new follower), resync",
             feed_reads.clone(),
         );
         let database_errors = Family::<KindLabel, Counter>::default();
@@ -100,6 +113,30 @@ impl Metrics {
             "authorize_decisions",
             "Decisions of /v1/authorize",
             authorize_decisions.clone(),
+        );
+        let usage_reports = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "usage_reports",
+            "Usage reports from the edges, by result: applied, duplicate (a retried batch), rejected (invalid), error (database)",
+            usage_reports.clone(),
+        );
+        let usage_requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "usage_requests",
+            "Requests counted by applied usage reports, by outcome at the edge",
+            usage_requests.clone(),
+        );
+        let usage_unknown_keys = Counter::default();
+        registry.register(
+            "usage_unknown_keys",
+            "Usage report entries for digests that are no stored key (ignored)",
+            usage_unknown_keys.clone(),
+        );
+        let usage_dropped = Counter::default();
+        registry.register(
+            "usage_dropped",
+            "Counts the edges reported dropping while keyservice was unreachable",
+            usage_dropped.clone(),
         );
         let request_duration: HistogramFamily<RequestLabels> =
             Family::new_with_constructor(latency_histogram);
@@ -115,6 +152,12 @@ impl Metrics {
         for kind in ["unavailable", "query"] {
             drop(database_errors.get_or_create(&KindLabel { kind }));
         }
+        for result in ["applied", "duplicate", "rejected", "error"] {
+            drop(usage_reports.get_or_create(&ResultLabel { result }));
+        }
+        for outcome in ["allowed", "forbidden", "rate_limited"] {
+            drop(usage_requests.get_or_create(&OutcomeLabel { outcome }));
+        }
         Self {
             registry,
             keys_issued,
@@ -123,7 +166,30 @@ impl Metrics {
             feed_reads,
             database_errors,
             authorize_decisions,
+            usage_reports,
+            usage_requests,
+            usage_unknown_keys,
+            usage_dropped,
             request_duration,
+        }
+    }
+
+    pub fn usage_report(&self, result: &'static str) {
+        self.usage_reports
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Adds an applied report's counts to `keyservice_usage_requests_total`.
+    pub fn usage_requests(&self, counts: crate::usage::Counts) {
+        for (outcome, count) in [
+            ("allowed", counts.allowed),
+            ("forbidden", counts.forbidden),
+            ("rate_limited", counts.rate_limited),
+        ] {
+            self.usage_requests
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc_by(count);
         }
     }
 
@@ -184,6 +250,12 @@ mod tests {
         metrics.lookup("active");
         metrics.database_error("unavailable");
         metrics.authorize_decision("allow");
+        metrics.usage_report("applied");
+        metrics.usage_requests(crate::usage::Counts {
+            allowed: 5,
+            forbidden: 0,
+            rate_limited: 2,
+        });
         metrics
             .request_duration
             .get_or_create(&RequestLabels {
@@ -200,6 +272,12 @@ mod tests {
             "keyservice_revocation_lookups_total{result=\"active\"} 1",
             "keyservice_database_errors_total{kind=\"unavailable\"} 1",
             "keyservice_authorize_decisions_total{decision=\"allow\"} 1",
+            "keyservice_usage_reports_total{result=\"applied\"} 1",
+            "keyservice_usage_reports_total{result=\"duplicate\"} 0",
+            "keyservice_usage_requests_total{outcome=\"allowed\"} 5",
+            "keyservice_usage_requests_total{outcome=\"rate_limited\"} 2",
+            "keyservice_usage_unknown_keys_total 0",
+            "keyservice_usage_dropped_total 0",
             "# TYPE keyservice_http_request_duration_seconds histogram",
             "keyservice_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
         ] {

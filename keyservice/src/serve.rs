@@ -13,7 +13,8 @@ use crate::authorizer::Authorizer;
 use crate::commands::CommandError;
 use crate::connections::{ConnectionLimits, serve_connections};
 use crate::store::{KeyStore, StoreError, StoreOptions};
-use crate::time::now_ms;
+use crate::time::{now_ms, today};
+use crate::usage::DAY_WINDOW;
 use crate::{AppState, CachePolicy, FeedPolicy, app, store};
 
 pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
@@ -64,7 +65,11 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
             recheck: args.feed_recheck,
         })
         .with_stopping(stopping);
-    let pruner = tokio::spawn(prune_feed(store.clone(), args.feed_retention));
+    let pruner = tokio::spawn(maintain(
+        store.clone(),
+        args.feed_retention,
+        args.usage_retention_days,
+    ));
     let listener = TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     // The one stdout line: harnesses start us on port 0 and read the real port from it.
@@ -98,13 +103,15 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
     Ok(())
 }
 
-/// Deletes the feed's revocations older than `retention`, once a minute. A failure (the
-/// database is away) is logged and tried again next time.
-async fn prune_feed(store: Arc<dyn KeyStore>, retention: Duration) {
+/// Once a minute: deletes the feed's events older than `feed_retention`, usage days older than
+/// `usage_retention_days`, and the ids of usage batches that can no longer be retried (their
+/// newest day is out of the window reports are accepted in). Every replica does it; the deletes
+/// are idempotent. A failure (the database is away) is logged and tried again next time.
+async fn maintain(store: Arc<dyn KeyStore>, feed_retention: Duration, usage_retention_days: u32) {
     let mut interval = tokio::time::interval(Duration::from_secs(60));
     loop {
         interval.tick().await;
-        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let retention_ms = i64::try_from(feed_retention.as_millis()).unwrap_or(i64::MAX);
         match store
             .prune_feed(now_ms().saturating_sub(retention_ms))
             .await
@@ -115,6 +122,26 @@ async fn prune_feed(store: Arc<dyn KeyStore>, retention: Duration) {
             }
             Err(error) => {
                 tracing::warn!(%error, "revocation feed: pruning failed; trying again in a minute")
+            }
+        }
+        let today = today();
+        match store
+            .prune_usage(
+                today - i64::from(usage_retention_days),
+                // A day beyond the window: a report checked just before midnight and written
+                // just after still finds the id of a batch it retries.
+                today - DAY_WINDOW - 1,
+            )
+            .await
+        {
+            Ok(pruned) if pruned.days > 0 || pruned.batches > 0 => tracing::info!(
+                days = pruned.days,
+                batches = pruned.batches,
+                "usage: days past retention and batch ids past their retry window deleted"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "usage: pruning failed; trying again in a minute")
             }
         }
     }
@@ -258,6 +285,7 @@ mod tests {
         assert_eq!(args.body_read_timeout, Duration::from_secs(10));
         assert_eq!(args.shutdown_grace, Duration::from_secs(15));
         assert_eq!(args.max_connections, 1024);
+        assert_eq!(args.usage_retention_days, 90);
         for flag in [
             "--header-read-timeout",
             "--body-read-timeout",

@@ -1,4 +1,5 @@
-//! Unix-second timestamps and their RFC 3339 form.
+//! Unix-second timestamps and their RFC 3339 form; UTC days (days since 1970-01-01), the unit
+//! of usage counts.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,23 @@ pub fn rfc3339(secs: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
+pub const SECONDS_PER_DAY: i64 = 86_400;
+pub const MS_PER_DAY: i64 = SECONDS_PER_DAY * 1000;
+
+/// Today's UTC day, in days since 1970-01-01.
+pub fn today() -> i64 {
+    now() / SECONDS_PER_DAY
+}
+
+/// `2026-12-05`: the UTC date of a day number (clamped like [`rfc3339`]).
+pub fn date(day: i64) -> String {
+    let stamp = rfc3339(day.saturating_mul(SECONDS_PER_DAY));
+    match stamp.split_once('T') {
+        Some((date, _)) => date.to_owned(),
+        None => stamp,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +52,15 @@ mod tests {
     fn formats_utc_seconds() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(20_792), "2026-12-05");
+        assert_eq!(date(-1), "1970-01-01");
+        assert_eq!(date(i64::MAX), "9999-12-31");
+        assert_eq!(today(), now() / 86_400);
     }
 
     #[test]

@@ -135,6 +135,11 @@ pub enum ConfigError {
     },
     #[error("`revocation.feed`: the feed marks revoked keys in the revocation cache, which is off or keeps no revoked answers (`revocation.cache.max_entries` or `max_revoked_seconds` is 0); turn it on or remove `feed`")]
     FeedWithoutCache,
+    #[error("`{field}`: {reason}")]
+    RateLimits {
+        field: String,
+        reason: String,
+    },
     #[error("`{field}`: publishing claims as filter state needs the top-level `filter_state` block")]
     FilterStateMissing {
         field: String,

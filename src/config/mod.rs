@@ -5,6 +5,7 @@
 mod error;
 pub mod filter_state;
 pub mod headers;
+pub mod metering;
 mod provider;
 pub mod requirements;
 mod values;
@@ -26,6 +27,7 @@ use provider::{
     ProviderDefaults, RawProvider, SecretSource, default_claim_headers, parse_claim_headers,
 };
 use filter_state::RawFilterState;
+use metering::{RawProviderLimits, RawUsage, UsageConfig};
 use requirements::RawRequirement;
 use values::{OneOrMany, check_path, in_range, non_empty};
 
@@ -84,6 +86,10 @@ pub struct Config {
     pub route_requirements: bool,
     /// Publishing the identity as Envoy filter state; `None` when off.
     pub filter_state: Option<FilterState>,
+    /// Reporting per-key usage to keyservice; `None` when off.
+    pub usage: Option<UsageConfig>,
+    /// Room in the shared rate-limit counters (used when a provider sets `rate_limits`).
+    pub rate_limit_counters: u32,
 }
 
 /// The body of local replies: ComfyUI Deploy's plain text, or a JSON object.
@@ -192,6 +198,9 @@ struct RawConfig {
     requirements: Option<std::collections::BTreeMap<String, RawRequirement>>,
     default_requirement: Option<String>,
     filter_state: Option<RawFilterState>,
+    usage: Option<RawUsage>,
+    rate_limit_counters: Option<u64>,
+    rate_limits: Option<RawProviderLimits>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +338,7 @@ impl RawConfig {
                         "strip_authorization",
                         "strip_source",
                     ),
+                    (self.rate_limits.is_some(), "rate_limits", "rate_limits"),
                 ] {
                     if present {
                         return Err(ConfigError::MixedForms { field, inside });
@@ -356,6 +366,7 @@ impl RawConfig {
                     self.secret,
                     self.algorithms,
                     self.strip_authorization.unwrap_or(false),
+                    self.rate_limits,
                 )
                 .validate("", &defaults, env)?,
             ],
@@ -374,6 +385,11 @@ impl RawConfig {
                 None
             }
         };
+        let usage = self
+            .usage
+            .map(|usage| usage.validate(revocation.as_ref().map(|r| r.cluster.as_str())))
+            .transpose()?;
+        let rate_limit_counters = metering::rate_limit_counters(self.rate_limit_counters)?;
         let route_requirements = self.requirements.is_some();
         let (requirements, default_requirement) =
             requirements::validate(self.requirements, self.default_requirement, &providers)?;
@@ -411,6 +427,8 @@ impl RawConfig {
             default_requirement,
             route_requirements,
             filter_state: filter_state.map(|(state, _)| state),
+            usage,
+            rate_limit_counters,
         })
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::filter_state::{ClaimProperty, FilterState, parse_claims};
 use super::values::{OneOrMany, check_header, check_path, claim_path, in_range, non_empty};
 use super::{ConfigError, FailureMode};
+use super::metering::{ProviderLimits, RawProviderLimits};
 use crate::policy::conditions::{ClaimCondition, RawCondition, validate_all};
 use crate::jose::keys::{VerifyKey, parse_jwks};
 use crate::extract::sources::TokenSource;
@@ -139,6 +140,8 @@ pub struct Provider {
     pub conditions: Vec<ClaimCondition>,
     /// Claims published as filter state when `filter_state` is set.
     pub filter_state_claims: Vec<ClaimProperty>,
+    /// `rate_limits`; empty when none.
+    pub rate_limits: ProviderLimits,
 }
 
 impl Provider {
@@ -177,6 +180,7 @@ pub(super) struct RawProvider {
     max_lifetime_seconds: Option<u64>,
     claims: Option<Vec<RawCondition>>,
     filter_state_claims: Option<Map<String, Value>>,
+    rate_limits: Option<RawProviderLimits>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +232,7 @@ impl RawProvider {
         secret: Option<OneOrMany<SecretSource>>,
         algorithms: Option<Vec<String>>,
         strip_authorization: bool,
+        rate_limits: Option<RawProviderLimits>,
     ) -> Self {
         Self {
             name: "default".to_owned(),
@@ -246,6 +251,7 @@ impl RawProvider {
             max_lifetime_seconds: None,
             claims: None,
             filter_state_claims: None,
+            rate_limits,
         }
     }
 
@@ -354,6 +360,10 @@ impl RawProvider {
             .transpose()?;
         let conditions =
             validate_all(&at("claims"), self.claims).map_err(ConfigError::Condition)?;
+        let rate_limits = match self.rate_limits {
+            Some(raw) => raw.validate(&at("rate_limits"))?,
+            None => ProviderLimits::default(),
+        };
         let filter_state_claims = match (self.filter_state_claims, defaults.filter_state) {
             (None, None) => Vec::new(),
             (None, Some((_, claims))) => claims.to_vec(),
@@ -381,6 +391,7 @@ impl RawProvider {
             max_lifetime_seconds,
             conditions,
             filter_state_claims,
+            rate_limits,
         })
     }
 }

@@ -31,6 +31,11 @@ use crate::policy::rules::{Route, RuleAction};
 use crate::extract::sources::TokenSource;
 use crate::gate::token_cache::{CachedToken, TokenCache};
 use crate::gate::verify::{Clock, Rejection, VerifiedToken, verify};
+use crate::policy::rate_limits::Exceeded;
+use crate::metering::limiter::RateLimiter;
+use crate::policy::rate_limits::Limits;
+use crate::metering::subject::Subject;
+use crate::metering::usage::UsageTable;
 
 /// One worker's keygate: the configuration, what is built from it once, and the worker's state
 /// (caches, keys fetched at run time, requests waiting).
@@ -52,10 +57,14 @@ pub struct Gate {
     pub revocation_cache: Option<RevocationCache>,
     pub in_flight: RefCell<InFlight<Grant>>,
     pub metrics: Metrics,
+    /// This worker's usage counts, until its tick hands them to the reporter (`usage`).
+    pub usage: Option<RefCell<UsageTable>>,
+    /// The shared rate-limit counters, when a provider sets `rate_limits`.
+    pub limiter: Option<RateLimiter>,
 }
 
 /// What a decision learned on the way, for counters and logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trace {
     /// The provider the token went to, if the decision got that far.
     pub provider: Option<usize>,
@@ -65,6 +74,8 @@ pub struct Trace {
     /// The request goes on without identity because its requirement allows that
     /// (`allow_missing`, `allow_missing_or_failed`).
     pub anonymous: bool,
+    /// Who the (last) verified token is counted as, when something counts.
+    pub subject: Option<Arc<Subject>>,
 }
 
 /// A provider's keys at run time.
@@ -118,6 +129,12 @@ pub struct Grant {
     /// For `allow_missing_or_failed`: what to apply instead when keyservice refuses the key
     /// (or cannot answer and `failure_mode` is `deny`): the request without identity.
     pub fallback: Option<Box<Grant>>,
+    /// Who the request is counted as (usage, rate limits); `None` without a token, or when
+    /// nothing counts.
+    pub subject: Option<Arc<Subject>>,
+    /// The key's own limits, from keyservice's answer (boxed: most keys have none, and a grant
+    /// travels in every decision).
+    pub key_limits: Option<Box<Limits>>,
 }
 
 impl Grant {
@@ -129,9 +146,8 @@ impl Grant {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingCheck {
+    /// The token's digest: the revocation request's path is `path_prefix` and its hex.
     pub digest: Digest,
-    /// `:path` of the revocation request: the prefix and the token's digest.
-    pub path: String,
     pub grant: Grant,
 }
 
@@ -149,6 +165,8 @@ pub enum DenyReason {
     InsufficientScope(String),
     /// A `deny` rule matched.
     ForbiddenRule,
+    /// Over a rate limit.
+    RateLimited(Exceeded),
     /// The token's claims fail a condition of the route's requirement.
     ForbiddenClaims,
     /// The route's metadata selects a requirement the configuration does not have.
@@ -165,6 +183,7 @@ pub(super) struct Admitted {
     pub(super) properties: Arc<[Property]>,
     /// Its digest, when the cache or filter state computed it (the revocation check reuses it).
     pub(super) digest: Option<Digest>,
+    pub(super) subject: Option<Arc<Subject>>,
 }
 
 /// The one token a request carries, and where it was found.
@@ -253,6 +272,15 @@ impl Gate {
                     None
                 }
             });
+        let usage = config
+            .usage
+            .as_ref()
+            .map(|usage| RefCell::new(UsageTable::new(usage.max_keys)));
+        let limiter = config
+            .providers
+            .iter()
+            .any(|provider| !provider.rate_limits.is_empty())
+            .then(|| RateLimiter::new(config.rate_limit_counters));
         let revocation_cache = config.revocation.as_ref().and_then(|revocation| {
             revocation
                 .cache
@@ -272,6 +300,8 @@ impl Gate {
             revocation_cache,
             in_flight: RefCell::new(InFlight::default()),
             metrics,
+            usage,
+            limiter,
             config,
         }
     }
@@ -521,11 +551,13 @@ impl Gate {
             trace.token_cache_hit = Some(hit.is_some());
             if let Some(cached) = hit {
                 trace.provider = Some(cached.verified.provider);
+                trace.subject.clone_from(&cached.subject);
                 return Ok(Admitted {
                     verified: cached.verified,
                     identity: cached.identity,
                     properties: cached.properties,
                     digest: Some(cached.digest),
+                    subject: cached.subject,
                 });
             }
         }
@@ -569,7 +601,12 @@ impl Gate {
         let identity = self
             .identity_headers(token, provider, &verified.claims)
             .map_err(reject)?;
-        let key = (tagged.is_some() || self.config.filter_state.is_some()).then(|| digest(token));
+        let key = (tagged.is_some() || self.config.filter_state.is_some() || self.meters())
+            .then(|| digest(token));
+        let subject = key.as_ref().and_then(|key| {
+            self.subject(index, provider, key, verified.expires(), &verified.claims)
+        });
+        trace.subject.clone_from(&subject);
         let properties = match &key {
             Some(key) => self
                 .identity_properties(key, provider, &verified.claims)
@@ -586,6 +623,7 @@ impl Gate {
                 properties: Arc::clone(&properties),
                 digest: key,
                 alg: jws.header.alg,
+                subject: subject.clone(),
             };
             cache.borrow_mut().insert(tag, cached, valid_until, now);
         }
@@ -594,6 +632,7 @@ impl Gate {
             identity,
             properties,
             digest: key,
+            subject,
         })
     }
 
@@ -774,6 +813,8 @@ impl Gate {
             stripped,
             properties: Arc::clone(&admitted.properties),
             fallback: None,
+            subject: admitted.subject.clone(),
+            key_limits: None,
         }
     }
 }

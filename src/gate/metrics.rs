@@ -11,7 +11,7 @@ pub enum MetricKind {
 }
 
 /// Why a request was denied, as a stat name suffix.
-pub const DENY_REASONS: [&str; 14] = [
+pub const DENY_REASONS: [&str; 15] = [
     "missing",
     "malformed",
     "bad_signature",
@@ -26,6 +26,7 @@ pub const DENY_REASONS: [&str; 14] = [
     "bad_path",
     "unknown_requirement",
     "unavailable",
+    "rate_limited",
 ];
 
 /// The ids of every stat; `None` where the host refused to define one (stats are then skipped,
@@ -66,6 +67,27 @@ pub struct Metrics {
     /// Ticks on which a worker handed its pending counts to Envoy (see `PendingCounts`): one per
     /// tick, so a reader can tell that every count made before some point has arrived.
     pub counts_flushed: Option<u32>,
+    /// Rate limits: counters that took another subject's place, and takes that could not be
+    /// written (the request then goes on: a limit is not authentication).
+    pub rate_limit_evictions: Option<u32>,
+    pub rate_limit_unavailable: Option<u32>,
+    /// Usage reports keyservice took, and those that failed (retried).
+    pub usage_reports_ok: Option<u32>,
+    pub usage_reports_error: Option<u32>,
+    /// Requests whose usage counts were dropped (a table was full, or keyservice refused a
+    /// report), in total since the reporting worker began (gauge).
+    pub usage_dropped: Option<u32>,
+    /// Per provider, in configuration order: requests allowed, forbidden (403) and rate-limited
+    /// (429) with a verified token of that provider (`keygate.provider.<name>.…`).
+    pub provider_requests: Vec<ProviderCounters>,
+}
+
+/// One provider's request counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderCounters {
+    pub allowed: Option<u32>,
+    pub forbidden: Option<u32>,
+    pub rate_limited: Option<u32>,
 }
 
 pub const PREFIX: &str = "keygate.";
@@ -123,6 +145,10 @@ impl Metrics {
             feed_revocations_applied: counter("feed_revocations_applied"),
             feed_resyncs: counter("feed_resyncs"),
             feed_fallbacks: counter("feed_fallbacks"),
+            rate_limit_evictions: counter("rate_limit_evictions"),
+            rate_limit_unavailable: counter("rate_limit_unavailable"),
+            usage_reports_ok: counter("usage_reports_ok"),
+            usage_reports_error: counter("usage_reports_error"),
             ..Metrics::default()
         };
 
@@ -132,12 +158,32 @@ impl Metrics {
         metrics.feed_healthy = define(MetricKind::Gauge, &format!("{PREFIX}feed_healthy"));
         metrics.feed_last_success_s =
             define(MetricKind::Gauge, &format!("{PREFIX}feed_last_success_s"));
+        metrics.usage_dropped = define(MetricKind::Gauge, &format!("{PREFIX}usage_dropped"));
         metrics.feed_lag_ms = define(MetricKind::Histogram, &format!("{PREFIX}feed_lag_ms"));
         metrics.callout_latency_ms = define(
             MetricKind::Histogram,
             &format!("{PREFIX}callout_latency_ms"),
         );
         metrics
+    }
+
+    /// Defines the per-provider counters, for the configured providers' names.
+    pub fn define_providers<'a>(
+        &mut self,
+        define: &mut dyn FnMut(MetricKind, &str) -> Option<u32>,
+        names: impl Iterator<Item = &'a str>,
+    ) {
+        self.provider_requests = names
+            .map(|name| {
+                let mut counter =
+                    |what: &str| define(MetricKind::Counter, &format!("{PREFIX}provider.{name}.{what}"));
+                ProviderCounters {
+                    allowed: counter("requests_allowed"),
+                    forbidden: counter("requests_forbidden"),
+                    rate_limited: counter("requests_rate_limited"),
+                }
+            })
+            .collect();
     }
 
     pub fn denied(&self, reason: &str) -> Option<u32> {

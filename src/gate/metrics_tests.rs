@@ -9,7 +9,8 @@ fn every_stat_is_defined_under_the_keygate_prefix() {
         defined.push((kind, name.to_owned()));
         Some(defined.len() as u32)
     });
-    assert_eq!(defined.len(), 19 + DENY_REASONS.len() + 4);
+    // Counters, then the gauges and histograms.
+    assert_eq!(defined.len(), 23 + DENY_REASONS.len() + 5);
     assert!(defined.iter().all(|(_, name)| name.starts_with("keygate.")));
     assert!(defined.contains(&(
         MetricKind::Histogram,

@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod decision;
+pub mod metering;
 pub mod metrics;
 pub mod parked;
 pub mod remote_jwks;

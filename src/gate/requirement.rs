@@ -13,7 +13,7 @@ use crate::gate::decision::{
 use crate::policy::conditions::all_hold;
 use crate::policy::rules::RuleAction;
 use crate::policy::scopes::missing_scopes;
-use crate::revocation::protocol::{digest, revocation_path};
+use crate::revocation::protocol::digest;
 
 /// What a request must meet: the requirement (an index into `Config::requirements`) and the
 /// scopes a rule asks for.
@@ -192,6 +192,11 @@ impl Gate {
         }
         grant.identity = identity.into();
         grant.properties = properties.into();
+        // Counted as the token keyservice checks (a stored key), else the first.
+        grant.subject = checked
+            .map(|(one, _, _)| one)
+            .or(admitted.first())
+            .and_then(|one| one.subject.clone());
         match checked {
             Some((one, provider, token)) => self.check_or_allow(one, provider, token, grant),
             None => Decision::Allow(grant),
@@ -216,17 +221,11 @@ impl Gate {
         token: &str,
         grant: Grant,
     ) -> Decision {
-        let Some(revocation) = self
-            .config
-            .revocation
-            .as_ref()
-            .filter(|_| self.needs_check(admitted, provider))
-        else {
+        if !self.needs_check(admitted, provider) {
             return Decision::Allow(grant);
-        };
+        }
         let digest = admitted.digest.unwrap_or_else(|| digest(token));
         Decision::CheckRevocation(PendingCheck {
-            path: revocation_path(&revocation.path_prefix, &digest),
             digest,
             grant,
         })

@@ -4,6 +4,7 @@
 use crate::config::{Config, ResponseFormat};
 use crate::extract::credential::CredentialError;
 use crate::gate::decision::DenyReason;
+use crate::policy::rate_limits::Exceeded;
 use crate::gate::verify::Rejection;
 
 pub const INVALID_TOKEN_BODY: &str = "Invalid or expired token";
@@ -13,6 +14,7 @@ pub const INSUFFICIENT_SCOPE_BODY: &str = "Insufficient scope";
 pub const FORBIDDEN_BODY: &str = "Forbidden";
 pub const BAD_REQUEST_BODY: &str = "Bad request";
 pub const MISCONFIGURED_BODY: &str = "Route requirement is not configured";
+pub const RATE_LIMITED_BODY: &str = "Too many requests";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -71,6 +73,7 @@ impl DenyReason {
             Self::ForbiddenClaims => "forbidden_claims",
             Self::BadPath(_) => "bad_path",
             Self::UnknownRequirement => "unknown_requirement",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -109,6 +112,9 @@ impl DenyReason {
         };
         if let Some(challenge) = challenge {
             headers.push(("www-authenticate", challenge));
+        }
+        if let Self::RateLimited(exceeded) = self {
+            headers.extend(rate_limit_headers(exceeded));
         }
         LocalReply {
             status: answer.status,
@@ -168,6 +174,13 @@ impl DenyReason {
                 description: "token claims do not meet this route's requirement",
                 challenge: Challenge::InsufficientClaims,
             },
+            Self::RateLimited(_) => Answer {
+                status: 429,
+                text: RATE_LIMITED_BODY,
+                error: "rate_limited",
+                description: "too many requests for this key or account; retry after the time in Retry-After",
+                challenge: Challenge::None,
+            },
             Self::UnknownRequirement => Answer {
                 status: 500,
                 text: MISCONFIGURED_BODY,
@@ -198,6 +211,36 @@ impl DenyReason {
             },
         }
     }
+}
+
+/// `Retry-After`, and the IETF `RateLimit-Policy` and `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers: a policy named `<what>-<window>s`, its quota `q` per
+/// window `w`; `r` remaining, `t` seconds to the window's end).
+fn rate_limit_headers(exceeded: &Exceeded) -> [(&'static str, String); 3] {
+    let name = policy_name(exceeded);
+    let reset = exceeded.reset_seconds;
+    [
+        ("retry-after", reset.to_string()),
+        (
+            "ratelimit-policy",
+            format!(
+                "\"{name}\";q={};w={}",
+                exceeded.limit.requests, exceeded.limit.per_seconds
+            ),
+        ),
+        ("ratelimit", format!("\"{name}\";r=0;t={reset}")),
+    ]
+}
+
+/// The policy's name as a structured-field string: the claim path's characters outside
+/// `[A-Za-z0-9._-]` become `_`, then the window.
+fn policy_name(exceeded: &Exceeded) -> String {
+    let what: String = exceeded
+        .policy
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    format!("{what}-{}s", exceeded.limit.per_seconds)
 }
 
 #[cfg(test)]

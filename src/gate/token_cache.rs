@@ -30,6 +30,8 @@ pub struct CachedToken {
     pub properties: Arc<[Property]>,
     pub digest: Digest,
     pub alg: Algorithm,
+    /// Who its requests are counted as, when something counts.
+    pub subject: Option<std::sync::Arc<crate::metering::subject::Subject>>,
 }
 
 struct Entry {

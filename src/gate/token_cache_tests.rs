@@ -16,6 +16,7 @@ fn token(user: &str) -> CachedToken {
         properties: Arc::from([]),
         digest: [7; 32],
         alg: Algorithm::HS256,
+        subject: None,
     }
 }
 

@@ -4,5 +4,6 @@
 pub mod conditions;
 pub mod cors;
 pub mod path;
+pub mod rate_limits;
 pub mod rules;
 pub mod scopes;

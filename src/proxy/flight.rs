@@ -5,7 +5,7 @@ use log::warn;
 
 use crate::config::FailureMode;
 use crate::gate::decision::{Gate, Grant};
-use crate::proxy::apply::{FlowAction, after_answer, carry_out};
+use crate::proxy::apply::{Answered, FlowAction, after_answer, carry_out};
 use crate::proxy::host::{CalloutAnswer, Host};
 use crate::revocation::cache::{StoreOutcome, Verdict, max_age};
 use crate::revocation::in_flight::Waiter;
@@ -19,7 +19,7 @@ pub fn settle_flight(
     digest: &Digest,
     answer: &CalloutAnswer,
     now_ms: u64,
-) -> (RevocationStatus, Vec<Waiter<Grant>>) {
+) -> (Answered, Vec<Waiter<Grant>>) {
     let metrics = &gate.metrics;
     let status = RevocationStatus::from_http_status(answer.status);
     let failure_mode = gate
@@ -50,31 +50,47 @@ pub fn settle_flight(
         RevocationStatus::Revoked => Some(Verdict::Revoked),
         RevocationStatus::Unknown | RevocationStatus::Unavailable => None,
     };
+    let key_limits = answer.key_limits.filter(|_| status == RevocationStatus::Active);
     if let (Some(cache), Some(verdict), Some(max_age)) = (
         &gate.revocation_cache,
         verdict,
         max_age(answer.cache_control.as_deref()),
-    ) && cache.store(host, digest, verdict, max_age, now_ms) == StoreOutcome::Evicted
+    ) && cache.store_with_limits(
+        host,
+        digest,
+        verdict,
+        key_limits.unwrap_or_default(),
+        max_age,
+        now_ms,
+    ) == StoreOutcome::Evicted
     {
         host.increment(metrics.cache_evictions);
     }
-    (status, gate.in_flight.borrow_mut().finish(digest))
+    let answered = Answered { status, key_limits };
+    (answered, gate.in_flight.borrow_mut().finish(digest))
 }
 
 /// Decides and carries out every request that waited on a flight, each in its own context.
 /// The caller switches back to its own context afterwards.
-pub fn wake(gate: &Gate, host: &dyn Host, waiters: Vec<Waiter<Grant>>, status: RevocationStatus) {
+pub fn wake(
+    gate: &Gate,
+    host: &dyn Host,
+    waiters: Vec<Waiter<Grant>>,
+    answered: Answered,
+    now_ms: u64,
+) {
     for waiter in waiters {
         if !host.switch_context(waiter.context_id) {
             continue;
         }
-        let decision = after_answer(gate, host, status, waiter.grant);
+        let decision = after_answer(gate, host, answered, waiter.grant);
         let action = carry_out(
             gate,
             host,
             waiter.context_id,
             decision,
             waiter.origin.as_deref(),
+            now_ms,
         );
         if action == FlowAction::Continue {
             host.resume_request();

@@ -14,9 +14,11 @@ use crate::gate::decision::{Decision, DenyReason, Gate, Grant, PendingCheck, Req
 use crate::proxy::host::{Callout, CalloutAnswer, Host};
 use crate::revocation::in_flight::Waiter;
 use crate::gate::parked::{OwnedHead, Parked};
-use crate::proxy::apply::{FlowAction, after_answer, carry_out};
+use crate::proxy::apply::{FlowAction, after_answer, carry_out, count_refusal};
+use crate::metering::subject::Subject;
+use std::sync::Arc;
 use crate::proxy::flight::{settle_flight, wake};
-use crate::revocation::protocol::{Digest, RevocationStatus};
+use crate::revocation::protocol::{Digest, RevocationStatus, revocation_path};
 use crate::revocation::cache::Verdict;
 
 enum State {
@@ -58,7 +60,7 @@ impl RequestFlow {
     /// clock.
     pub fn on_request_headers(&mut self, host: &dyn Host, now_ms: u64) -> FlowAction {
         let head = read_head(&self.gate, host);
-        let decision = decide(&self.gate, host, &head, self.context_id, now_ms);
+        let (decision, trace_subject) = decide(&self.gate, host, &head, self.context_id, now_ms);
         match decision {
             Decision::CheckRevocation(check) => {
                 self.check_revocation(host, check, head.origin, now_ms)
@@ -76,13 +78,17 @@ impl RequestFlow {
                 self.state = State::Parked { provider };
                 FlowAction::Pause
             }
-            decision => carry_out(
-                &self.gate,
-                host,
-                self.context_id,
-                decision,
-                head.origin.as_deref(),
-            ),
+            decision => {
+                count_refusal(&self.gate, host, &decision, trace_subject.as_deref(), now_ms);
+                carry_out(
+                    &self.gate,
+                    host,
+                    self.context_id,
+                    decision,
+                    head.origin.as_deref(),
+                    now_ms,
+                )
+            }
         }
     }
 
@@ -126,12 +132,14 @@ impl RequestFlow {
             gate.metrics.callout_latency_ms,
             now_ms.saturating_sub(started_ms),
         );
-        let (status, waiters) = settle_flight(&gate, host, &digest, answer, now_ms);
-        let own = after_answer(&gate, host, status, grant);
-        if carry_out(&gate, host, self.context_id, own, origin.as_deref()) == FlowAction::Continue {
+        let (answered, waiters) = settle_flight(&gate, host, &digest, answer, now_ms);
+        let own = after_answer(&gate, host, answered, grant);
+        if carry_out(&gate, host, self.context_id, own, origin.as_deref(), now_ms)
+            == FlowAction::Continue
+        {
             host.resume_request();
         }
-        wake(&gate, host, waiters, status);
+        wake(&gate, host, waiters, answered, now_ms);
         host.switch_context(self.context_id);
     }
 
@@ -175,7 +183,7 @@ impl RequestFlow {
     ) -> FlowAction {
         let gate = Rc::clone(&self.gate);
         if let Some(decision) = cached_answer(&gate, host, &check, now_ms) {
-            return carry_out(&gate, host, self.context_id, decision, origin.as_deref());
+            return carry_out(&gate, host, self.context_id, decision, origin.as_deref(), now_ms);
         }
         let Some(revocation) = &gate.config.revocation else {
             return carry_out(
@@ -184,6 +192,7 @@ impl RequestFlow {
                 self.context_id,
                 Decision::Deny(DenyReason::Unavailable),
                 origin.as_deref(),
+                now_ms,
             );
         };
         let request = Waiter {
@@ -200,7 +209,7 @@ impl RequestFlow {
         let callout = Callout {
             cluster: &revocation.cluster,
             authority: &revocation.authority,
-            path: &check.path,
+            path: &revocation_path(&revocation.path_prefix, &check.digest),
             timeout: Duration::from_millis(revocation.timeout_ms),
         };
         match host.dispatch_get(&callout) {
@@ -219,17 +228,23 @@ impl RequestFlow {
                     "[{}] revocation check could not be dispatched to cluster {:?}: {error}",
                     self.context_id, revocation.cluster
                 );
-                let (status, waiters) = settle_flight(
+                let (answered, waiters) = settle_flight(
                     &gate,
                     host,
                     &check.digest,
                     &CalloutAnswer::default(),
                     now_ms,
                 );
-                let own = after_answer(&gate, host, status, request.grant);
-                let action =
-                    carry_out(&gate, host, self.context_id, own, request.origin.as_deref());
-                wake(&gate, host, waiters, status);
+                let own = after_answer(&gate, host, answered, request.grant);
+                let action = carry_out(
+                    &gate,
+                    host,
+                    self.context_id,
+                    own,
+                    request.origin.as_deref(),
+                    now_ms,
+                );
+                wake(&gate, host, waiters, answered, now_ms);
                 host.switch_context(self.context_id);
                 action
             }
@@ -302,7 +317,7 @@ pub(super) fn decide(
     head: &OwnedHead,
     context_id: u32,
     now_ms: u64,
-) -> Decision {
+) -> (Decision, Option<Arc<Subject>>) {
     let view = view(head);
     let (decision, trace) = gate.decide_traced(&view, now_ms);
     if trace.anonymous {
@@ -326,7 +341,7 @@ pub(super) fn decide(
             gate.token_fingerprint(&view).as_deref().unwrap_or("-")
         );
     }
-    decision
+    (decision, trace.subject)
 }
 
 /// How long a request may wait for its provider's keys.
@@ -348,7 +363,7 @@ pub(super) fn cached_answer(
     now_ms: u64,
 ) -> Option<Decision> {
     let cache = gate.revocation_cache.as_ref()?;
-    let Some(verdict) = cache.lookup(host, &check.digest, now_ms) else {
+    let Some((verdict, limits)) = cache.lookup_with_limits(host, &check.digest, now_ms) else {
         host.increment(gate.metrics.cache_misses);
         return None;
     };
@@ -357,7 +372,9 @@ pub(super) fn cached_answer(
         Verdict::Active => RevocationStatus::Active,
         Verdict::Revoked => RevocationStatus::Revoked,
     };
-    Some(gate.after_revocation(status, check.grant.clone()))
+    let mut grant = check.grant.clone();
+    grant.key_limits = (!limits.is_empty()).then(|| Box::new(limits));
+    Some(gate.after_revocation(status, grant))
 }
 
 #[cfg(test)]

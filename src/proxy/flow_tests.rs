@@ -25,6 +25,7 @@ fn gate(revocation: &str) -> Rc<Gate> {
 
 fn active(cache_control: Option<&str>) -> CalloutAnswer {
     CalloutAnswer {
+            key_limits: None,
         status: Some(200),
         cache_control: cache_control.map(str::to_owned),
     }
@@ -32,6 +33,7 @@ fn active(cache_control: Option<&str>) -> CalloutAnswer {
 
 fn answer(status: Option<u16>) -> CalloutAnswer {
     CalloutAnswer {
+            key_limits: None,
         status,
         cache_control: None,
     }
@@ -289,6 +291,7 @@ fn answers_without_max_age_or_that_are_not_definite_are_not_cached() {
         let gate = gate(r#","unknown_keys":"allow","failure_mode":"allow""#);
         let token = sign(json!({"user_id": "u1"}));
         let reply = CalloutAnswer {
+            key_limits: None,
             status,
             cache_control: cache_control.map(str::to_owned),
         };
@@ -309,6 +312,7 @@ fn a_revoked_answer_is_cached_too() {
     let gate = gate("");
     let token = sign(json!({"user_id": "u1"}));
     let revoked = CalloutAnswer {
+            key_limits: None,
         status: Some(410),
         cache_control: Some("max-age=86400".into()),
     };

@@ -17,7 +17,7 @@ use crate::config::FeedConfig;
 use crate::gate::decision::Gate;
 use crate::proxy::host::{Callout, CalloutAnswer, Host};
 use crate::revocation::cache::{RevocationCache, Verdict};
-use crate::revocation::feed::{FeedAnswer, feed_path, parse_answer};
+use crate::revocation::feed::{EventKind, FeedAnswer, feed_path, parse_answer};
 use crate::revocation::feed_state::{FeedState, FeedView, hold_lease};
 
 const MIN_BACKOFF_MS: u64 = 1_000;
@@ -191,19 +191,21 @@ impl FeedFollower {
         host.increment(gate.metrics.feed_polls_ok);
         host.record(gate.metrics.feed_last_success_s, now_ms / 1000);
         let key = cache.feed_state_key();
-        let applied = !answer.revocations.is_empty();
+        let applied = !answer.events.is_empty();
         if applied {
             // Announced first: an "active" answer stored from now on is kept briefly (it may
             // predate one of these revocations).
             update_state(host, &key, |state| state.applied_at_ms = now_ms);
         }
-        for revocation in &answer.revocations {
-            cache.store(host, &revocation.digest, Verdict::Revoked, u64::MAX, now_ms);
-            host.increment(gate.metrics.feed_revocations_applied);
-            host.record(
-                gate.metrics.feed_lag_ms,
-                now_ms.saturating_sub(revocation.revoked_at_ms),
-            );
+        for event in &answer.events {
+            match event.kind {
+                EventKind::Revoked => {
+                    cache.store(host, &event.digest, Verdict::Revoked, u64::MAX, now_ms);
+                    host.increment(gate.metrics.feed_revocations_applied);
+                }
+                EventKind::LimitsChanged => cache.forget(host, &event.digest),
+            }
+            host.record(gate.metrics.feed_lag_ms, now_ms.saturating_sub(event.at_ms));
         }
         if answer.resync {
             host.increment(gate.metrics.feed_resyncs);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::gate::response::LocalReply;
+use crate::policy::rate_limits::Limits;
 use crate::revocation::cache::SharedData;
 
 /// An HTTP `GET` to an upstream cluster, dispatched without blocking the worker.
@@ -20,6 +21,9 @@ pub struct Callout<'a> {
 pub struct CalloutAnswer {
     pub status: Option<u16>,
     pub cache_control: Option<String>,
+    /// A key's own rate limits, from keyservice's `keygate-rate-limit` header; `None` when absent
+    /// or not exactly that header's shape.
+    pub key_limits: Option<Limits>,
 }
 
 impl CalloutAnswer {
@@ -38,7 +42,14 @@ impl CalloutAnswer {
         Self {
             status,
             cache_control: cache_control.and_then(|bytes| String::from_utf8(bytes.to_vec()).ok()),
+            key_limits: None,
         }
+    }
+
+    /// With the value of the answer's `keygate-rate-limit` header.
+    pub fn with_key_limits(mut self, header: Option<&[u8]>) -> Self {
+        self.key_limits = header.and_then(Limits::parse_header);
+        self
     }
 }
 
@@ -49,6 +60,15 @@ pub trait Host: SharedData {
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// Starts a callout; its answer arrives later under the returned id.
     fn dispatch_get(&self, callout: &Callout<'_>) -> Result<u32, String>;
+    /// Starts a `POST` of a JSON `body`; its answer arrives later under the returned id.
+    fn dispatch_post(&self, callout: &Callout<'_>, body: &[u8]) -> Result<u32, String>;
+    /// The id of the shared queue `name`, common to every VM of this `vm_id` (created by the
+    /// first to ask).
+    fn queue(&self, name: &str) -> Option<u32>;
+    /// Adds a message to a shared queue; `false` when the host refused it.
+    fn enqueue(&self, queue: u32, message: &[u8]) -> bool;
+    /// Takes the oldest message of a shared queue, if there is one.
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>>;
     /// Answers the request locally instead of forwarding it.
     fn send_reply(&self, reply: &LocalReply);
     /// Lets a paused request continue upstream.

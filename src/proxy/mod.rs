@@ -7,6 +7,7 @@ pub mod flight;
 pub mod flow;
 pub mod follower;
 pub mod host;
+pub mod reporter;
 pub mod root;
 #[cfg(target_arch = "wasm32")]
 pub mod plugin;

@@ -19,6 +19,7 @@ use crate::proxy::root::RootFlow;
 use crate::gate::metrics::{MetricKind, Metrics, PendingCounts};
 use crate::gate::response::LocalReply;
 use crate::revocation::cache::{SharedData, SharedSetError};
+use crate::policy::rate_limits::KEY_LIMITS_HEADER;
 
 /// How often the root context looks for revocation checks whose leading request went away.
 const TICK: Duration = Duration::from_millis(100);
@@ -106,7 +107,11 @@ impl RootContext for KeygateRoot {
             config.providers.len(),
             config.revocation.as_ref().map(|r| r.cluster.as_str())
         );
-        let metrics = Metrics::define(&mut define_metric);
+        let mut metrics = Metrics::define(&mut define_metric);
+        metrics.define_providers(
+            &mut define_metric,
+            config.providers.iter().map(|provider| provider.name.as_str()),
+        );
         let gate = Rc::new(Gate::new(config, metrics));
         self.root = Some(RootFlow::new(gate, self.context_id));
         if let Err(status) = hostcalls::set_tick_period(TICK) {
@@ -241,6 +246,7 @@ fn callout_answer() -> CalloutAnswer {
         header(":status").as_deref(),
         header("cache-control").as_deref(),
     )
+    .with_key_limits(header(KEY_LIMITS_HEADER).as_deref())
 }
 
 fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
@@ -302,6 +308,35 @@ impl Host for EnvoyHost {
             callout.timeout,
         )
         .map_err(|status| format!("{status:?}"))
+    }
+
+    fn dispatch_post(&self, callout: &Callout<'_>, body: &[u8]) -> Result<u32, String> {
+        hostcalls::dispatch_http_call(
+            callout.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", callout.path),
+                (":authority", callout.authority),
+                ("content-type", "application/json"),
+            ],
+            Some(body),
+            vec![],
+            callout.timeout,
+        )
+        .map_err(|status| format!("{status:?}"))
+    }
+
+    fn queue(&self, name: &str) -> Option<u32> {
+        // Envoy's host always grants a queue (the SDK would panic on any other status).
+        hostcalls::register_shared_queue(name).ok()
+    }
+
+    fn enqueue(&self, queue: u32, message: &[u8]) -> bool {
+        hostcalls::enqueue_shared_queue(queue, Some(message)).is_ok()
+    }
+
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>> {
+        hostcalls::dequeue_shared_queue(queue).ok().flatten()
     }
 
     fn send_reply(&self, reply: &LocalReply) {

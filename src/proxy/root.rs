@@ -16,7 +16,8 @@ use crate::gate::parked::{OwnedHead, take_expired};
 use crate::gate::remote_jwks::FetchOutcome;
 use crate::proxy::flight::{settle_flight, wake};
 use crate::proxy::follower::FeedFollower;
-use crate::proxy::apply::{FlowAction, carry_out};
+use crate::proxy::reporter::UsageReporter;
+use crate::proxy::apply::{FlowAction, carry_out, count_refusal};
 use crate::proxy::flow::{cached_answer, decide, view};
 use crate::proxy::host::{Callout, CalloutAnswer, Host};
 use crate::revocation::in_flight::Waiter;
@@ -31,6 +32,8 @@ enum RootCallout {
     Jwks { provider: usize },
     /// A long poll of the revocation feed.
     Feed,
+    /// A usage report.
+    Usage,
 }
 
 /// Per-worker root state: the gate its HTTP contexts share, and the callouts it has out.
@@ -40,6 +43,8 @@ pub struct RootFlow {
     callouts: HashMap<u32, RootCallout>,
     /// With `revocation.feed`.
     feed: Option<FeedFollower>,
+    /// With `usage`.
+    usage: Option<UsageReporter>,
 }
 
 impl RootFlow {
@@ -49,8 +54,14 @@ impl RootFlow {
             .revocation
             .as_ref()
             .is_some_and(|revocation| revocation.feed.is_some());
+        let usage = gate
+            .config
+            .usage
+            .as_ref()
+            .map(|usage| UsageReporter::new(lease_owner(context_id), usage.max_keys));
         Self {
             feed: follows.then(|| FeedFollower::new(lease_owner(context_id))),
+            usage,
             gate,
             context_id,
             callouts: HashMap::new(),
@@ -71,6 +82,13 @@ impl RootFlow {
             .and_then(|feed| feed.on_tick(&gate, host, now_ms))
         {
             self.callouts.insert(call_id, RootCallout::Feed);
+        }
+        if let Some(call_id) = self
+            .usage
+            .as_mut()
+            .and_then(|usage| usage.on_tick(&gate, host, now_ms))
+        {
+            self.callouts.insert(call_id, RootCallout::Usage);
         }
         self.fetch_due_keys(host, now_ms);
         expire_parked(&gate, host, now_ms);
@@ -104,9 +122,9 @@ impl RootFlow {
                 }
                 Err(problem) => {
                     warn!("revocation check could not be dispatched: {problem}");
-                    let (status, waiters) =
+                    let (answered, waiters) =
                         settle_flight(&gate, host, &digest, &CalloutAnswer::default(), now_ms);
-                    wake(&gate, host, waiters, status);
+                    wake(&gate, host, waiters, answered, now_ms);
                     host.switch_context(self.context_id);
                 }
             }
@@ -133,13 +151,18 @@ impl RootFlow {
                     feed.on_answer(&gate, host, call_id, answer, body().as_deref(), now_ms);
                 }
             }
+            Some(RootCallout::Usage) => {
+                if let Some(usage) = self.usage.as_mut() {
+                    usage.on_answer(&gate, host, call_id, answer.status, now_ms);
+                }
+            }
             Some(RootCallout::Revocation { digest, started_ms }) => {
                 host.record(
                     gate.metrics.callout_latency_ms,
                     now_ms.saturating_sub(started_ms),
                 );
-                let (status, waiters) = settle_flight(&gate, host, &digest, answer, now_ms);
-                wake(&gate, host, waiters, status);
+                let (answered, waiters) = settle_flight(&gate, host, &digest, answer, now_ms);
+                wake(&gate, host, waiters, answered, now_ms);
             }
             None => {}
         }
@@ -257,7 +280,9 @@ fn wake_parked(gate: &Gate, host: &dyn Host, provider: usize, now_ms: u64) {
         if !host.switch_context(request.context_id) {
             continue;
         }
-        match decide(gate, host, &request.head, request.context_id, now_ms) {
+        let (decision, subject) = decide(gate, host, &request.head, request.context_id, now_ms);
+        count_refusal(gate, host, &decision, subject.as_deref(), now_ms);
+        match decision {
             Decision::AwaitKeys { provider } => {
                 // Still no usable keys: keep waiting until the original deadline.
                 if let Some(state) = gate.providers.get(provider) {
@@ -266,7 +291,7 @@ fn wake_parked(gate: &Gate, host: &dyn Host, provider: usize, now_ms: u64) {
             }
             Decision::CheckRevocation(check) => {
                 if let Some(decision) = cached_answer(gate, host, &check, now_ms) {
-                    resume_with(gate, host, request.context_id, decision, &request.head);
+                    resume_with(gate, host, request.context_id, decision, &request.head, now_ms);
                 } else {
                     gate.in_flight.borrow_mut().join_or_orphan(
                         check.digest,
@@ -278,7 +303,9 @@ fn wake_parked(gate: &Gate, host: &dyn Host, provider: usize, now_ms: u64) {
                     );
                 }
             }
-            decision => resume_with(gate, host, request.context_id, decision, &request.head),
+            decision => {
+                resume_with(gate, host, request.context_id, decision, &request.head, now_ms);
+            }
         }
     }
 }
@@ -301,7 +328,7 @@ fn expire_parked(gate: &Gate, host: &dyn Host, now_ms: u64) {
             if decision != Decision::Deny(DenyReason::KeysUnavailable) {
                 host.increment(gate.metrics.allowed_on_failure);
             }
-            resume_with(gate, host, request.context_id, decision, &request.head);
+            resume_with(gate, host, request.context_id, decision, &request.head, now_ms);
         }
     }
 }
@@ -312,8 +339,11 @@ fn resume_with(
     context_id: u32,
     decision: Decision,
     head: &OwnedHead,
+    now_ms: u64,
 ) {
-    if carry_out(gate, host, context_id, decision, head.origin.as_deref()) == FlowAction::Continue {
+    if carry_out(gate, host, context_id, decision, head.origin.as_deref(), now_ms)
+        == FlowAction::Continue
+    {
         host.resume_request();
     }
 }

@@ -36,6 +36,7 @@ fn remote_gate(extra: &str) -> Rc<Gate> {
 
 fn answer(status: u16) -> CalloutAnswer {
     CalloutAnswer {
+            key_limits: None,
         status: Some(status),
         cache_control: None,
     }

@@ -20,6 +20,7 @@
 
 use std::cell::{Cell, RefCell};
 
+use crate::policy::rate_limits::Limits;
 use crate::revocation::feed_state::{FeedState, FeedView};
 pub use crate::revocation::shared::{SharedData, SharedSetError};
 use std::fmt;
@@ -53,9 +54,10 @@ const DIGEST_LEN: usize = 32;
 /// Entries per bucket (one shared-data key): enough that collisions rarely evict while the table
 /// has room, few enough that a bucket is one small read (4 × 49 bytes).
 const WAYS: u32 = 4;
-/// Slots of each worker's local table (at most `max_entries`): 1024 × 48 bytes.
+/// Slots of each worker's local table (at most `max_entries`): 1024 × 84 bytes.
 const LOCAL_SLOTS: u32 = 1024;
-const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8 + 8;
+/// Digest, verdict, expiry, storing time, the key's own rate limits.
+const ENTRY_LEN: usize = DIGEST_LEN + 1 + 8 + 8 + Limits::ENCODED_LEN;
 const ACTIVE: u8 = 1;
 const REVOKED: u8 = 2;
 
@@ -77,6 +79,7 @@ struct Entry {
     verdict: Verdict,
     expires_at_ms: u64,
     stored_at_ms: u64,
+    limits: Limits,
 }
 
 impl RevocationCache {
@@ -158,17 +161,49 @@ impl RevocationCache {
         digest: &[u8; DIGEST_LEN],
         now_ms: u64,
     ) -> Option<Verdict> {
+        self.lookup_with_limits(shared, digest, now_ms)
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// The cached verdict for `digest` and the key's own rate limits (empty: none given).
+    pub fn lookup_with_limits(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        now_ms: u64,
+    ) -> Option<(Verdict, Limits)> {
         let live = |entry: &Entry| entry.digest == *digest && self.usable(entry, now_ms);
         let local = self.local_slot(digest);
         if let Some(entry) = self.local.borrow().get(local).copied().flatten()
             && live(&entry)
         {
-            return Some(entry.verdict);
+            return Some((entry.verdict, entry.limits));
         }
         let (value, _) = shared.shared_get(&self.bucket_key(digest));
         let entry = decode_bucket(&value?).into_iter().find(live)?;
         self.remember(local, entry);
-        Some(entry.verdict)
+        Some((entry.verdict, entry.limits))
+    }
+
+    /// Forgets what is cached for `digest` (its limits changed): the next request asks
+    /// keyservice again. Every worker's local table is dropped when the feed moves.
+    pub fn forget(&self, shared: &dyn SharedData, digest: &[u8; DIGEST_LEN]) {
+        let key = self.bucket_key(digest);
+        for _ in 0..4 {
+            let (current, cas) = shared.shared_get(&key);
+            let Some(current) = current else {
+                return;
+            };
+            let mut entries = decode_bucket(&current);
+            if !entries.iter().any(|e| e.digest == *digest && e.verdict == Verdict::Active) {
+                return;
+            }
+            entries.retain(|e| e.digest != *digest || e.verdict == Verdict::Revoked);
+            match shared.shared_set(&key, &encode_bucket(&entries), cas) {
+                Err(SharedSetError::CasMismatch) => continue,
+                Ok(()) | Err(SharedSetError::Failed) => return,
+            }
+        }
     }
 
     /// Caches `verdict` for `max_age_seconds` (keyservice's `Cache-Control: max-age`), clamped
@@ -178,6 +213,19 @@ impl RevocationCache {
         shared: &dyn SharedData,
         digest: &[u8; DIGEST_LEN],
         verdict: Verdict,
+        max_age_seconds: u64,
+        now_ms: u64,
+    ) -> StoreOutcome {
+        self.store_with_limits(shared, digest, verdict, Limits::default(), max_age_seconds, now_ms)
+    }
+
+    /// [`Self::store`], with the key's own rate limits from the same answer.
+    pub fn store_with_limits(
+        &self,
+        shared: &dyn SharedData,
+        digest: &[u8; DIGEST_LEN],
+        verdict: Verdict,
+        limits: Limits,
         max_age_seconds: u64,
         now_ms: u64,
     ) -> StoreOutcome {
@@ -198,6 +246,7 @@ impl RevocationCache {
             verdict,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
             stored_at_ms: now_ms,
+            limits,
         };
         let key = self.bucket_key(digest);
         // Two tries: a lost race means another worker just wrote this bucket; try again with
@@ -292,7 +341,8 @@ impl Entry {
             Verdict::Revoked => REVOKED,
         };
         bytes[DIGEST_LEN + 1..DIGEST_LEN + 9].copy_from_slice(&self.expires_at_ms.to_le_bytes());
-        bytes[DIGEST_LEN + 9..].copy_from_slice(&self.stored_at_ms.to_le_bytes());
+        bytes[DIGEST_LEN + 9..DIGEST_LEN + 17].copy_from_slice(&self.stored_at_ms.to_le_bytes());
+        bytes[DIGEST_LEN + 17..].copy_from_slice(&self.limits.encode());
         bytes
     }
 
@@ -307,12 +357,14 @@ impl Entry {
             _ => return None,
         };
         let expires_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 1..DIGEST_LEN + 9].try_into().ok()?);
-        let stored_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 9..].try_into().ok()?);
+        let stored_at_ms = u64::from_le_bytes(bytes[DIGEST_LEN + 9..DIGEST_LEN + 17].try_into().ok()?);
+        let limits = Limits::decode(&bytes[DIGEST_LEN + 17..])?;
         Some(Self {
             digest,
             verdict,
             expires_at_ms,
             stored_at_ms,
+            limits,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! keyservice's revocation feed, as the follower reads it: the long-poll request's path and the
-//! answer (`GET /v1/revocations?after=SEQ&wait_seconds=S`, keyservice/docs/api.md). The answer is
+//! answer (`GET /v1/revocations?after=SEQ&wait_seconds=S`, keyservice/docs/api.md): events in
+//! commit order, each a key revoked or a key's rate limits changed. The answer is
 //! untrusted bytes from the network: anything but exactly the documented shape is an error, and
 //! changes nothing.
 
@@ -7,13 +8,13 @@ use serde::Deserialize;
 
 use crate::revocation::protocol::Digest;
 
-/// At most this many revocations are read from one answer (keyservice sends at most 1000).
-const MAX_REVOCATIONS: usize = 1000;
+/// At most this many events are read from one answer (keyservice sends at most 1000).
+const MAX_EVENTS: usize = 1000;
 
 /// One answer of the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedAnswer {
-    pub revocations: Vec<FeedRevocation>,
+    pub events: Vec<FeedEvent>,
     /// The cursor to ask after next time.
     pub next: u64,
     /// More are waiting: ask again at once.
@@ -23,16 +24,26 @@ pub struct FeedAnswer {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeedRevocation {
+pub struct FeedEvent {
     pub seq: u64,
     pub digest: Digest,
-    pub revoked_at_ms: u64,
+    pub kind: EventKind,
+    /// When keyservice committed it, in ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Revoked,
+    /// The key's rate limits changed: its cached answer (which carries them) is forgotten.
+    LimitsChanged,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAnswer {
-    revocations: Vec<RawRevocation>,
+    events: Vec<RawEvent>,
     next: u64,
     more: bool,
     resync: bool,
@@ -40,10 +51,11 @@ struct RawAnswer {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRevocation {
+struct RawEvent {
     seq: u64,
     sha256: String,
-    revoked_at_ms: u64,
+    event: EventKind,
+    at_ms: u64,
 }
 
 /// Why an answer was not used.
@@ -61,7 +73,7 @@ impl FeedError {
         match self {
             Self::Malformed => "the answer is not the feed's JSON",
             Self::OutOfOrder => "the answer's seqs are out of order",
-            Self::TooMany => "the answer holds too many revocations",
+            Self::TooMany => "the answer holds too many events",
         }
     }
 }
@@ -74,34 +86,35 @@ pub fn feed_path(path: &str, cursor: Option<u64>, wait_seconds: u64) -> String {
     }
 }
 
-/// Reads an answer to a request after `asked` (`None`: the first request). Revocations must be
+/// Reads an answer to a request after `asked` (`None`: the first request). Events must be
 /// after `asked`, strictly increasing, and at most `next`; a resync carries none.
 pub fn parse_answer(body: &[u8], asked: Option<u64>) -> Result<FeedAnswer, FeedError> {
     let raw: RawAnswer = serde_json::from_slice(body).map_err(|_| FeedError::Malformed)?;
-    if raw.revocations.len() > MAX_REVOCATIONS {
+    if raw.events.len() > MAX_EVENTS {
         return Err(FeedError::TooMany);
     }
-    if raw.resync && !raw.revocations.is_empty() {
+    if raw.resync && !raw.events.is_empty() {
         return Err(FeedError::Malformed);
     }
     let mut last = asked;
-    let mut revocations = Vec::with_capacity(raw.revocations.len());
-    for revocation in raw.revocations {
-        if last.is_some_and(|last| revocation.seq <= last) || revocation.seq > raw.next {
+    let mut events = Vec::with_capacity(raw.events.len());
+    for event in raw.events {
+        if last.is_some_and(|last| event.seq <= last) || event.seq > raw.next {
             return Err(FeedError::OutOfOrder);
         }
-        last = Some(revocation.seq);
-        revocations.push(FeedRevocation {
-            seq: revocation.seq,
-            digest: parse_digest(&revocation.sha256).ok_or(FeedError::Malformed)?,
-            revoked_at_ms: revocation.revoked_at_ms,
+        last = Some(event.seq);
+        events.push(FeedEvent {
+            seq: event.seq,
+            digest: parse_digest(&event.sha256).ok_or(FeedError::Malformed)?,
+            kind: event.event,
+            at_ms: event.at_ms,
         });
     }
     if !raw.resync && asked.is_some_and(|asked| raw.next < asked) {
         return Err(FeedError::OutOfOrder);
     }
     Ok(FeedAnswer {
-        revocations,
+        events,
         next: raw.next,
         more: raw.more,
         resync: raw.resync,

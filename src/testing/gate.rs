@@ -12,14 +12,17 @@ use crate::gate::metrics::{MetricKind, Metrics};
 
 pub fn gate_from(json: &str) -> Rc<Gate> {
     let mut next = 0;
-    let metrics = Metrics::define(&mut |_: MetricKind, _: &str| {
+    let mut define = |_: MetricKind, _: &str| {
         next += 1;
         Some(next)
-    });
-    Rc::new(Gate::new(
-        Config::parse(json.as_bytes(), &|_| None).unwrap(),
-        metrics,
-    ))
+    };
+    let config = Config::parse(json.as_bytes(), &|_| None).unwrap();
+    let mut metrics = Metrics::define(&mut define);
+    metrics.define_providers(
+        &mut define,
+        config.providers.iter().map(|p| p.name.as_str()),
+    );
+    Rc::new(Gate::new(config, metrics))
 }
 
 /// An HS256 token with `claims`, signed with the secret `s`.

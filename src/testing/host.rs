@@ -27,6 +27,10 @@ pub struct FakeHost {
     /// What the route's metadata selects, for every request.
     pub route_requirement: RefCell<Option<Vec<u8>>>,
     pub filter_state: RefCell<Vec<(u32, String, String)>>,
+    /// `POST`s dispatched: (path, body).
+    pub posts: RefCell<Vec<(String, Vec<u8>)>>,
+    /// Shared queues by id (1-based), with their names.
+    pub queues: RefCell<Vec<(String, std::collections::VecDeque<Vec<u8>>)>>,
 }
 
 impl FakeHost {
@@ -79,7 +83,10 @@ impl SharedData for FakeHost {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedSetError> {
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, c)| *c);
-        if cas.is_some() && cas != current {
+        // As Envoy: a `cas` is checked against an existing key only; a new key is stored.
+        if let (Some(cas), Some(current)) = (cas.filter(|&c| c != 0), current)
+            && cas != current
+        {
             return Err(SharedSetError::CasMismatch);
         }
         shared.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
@@ -113,6 +120,47 @@ impl Host for FakeHost {
         ));
         *self.next_call.borrow_mut() += 1;
         Ok(*self.next_call.borrow())
+    }
+
+    fn dispatch_post(&self, callout: &Callout<'_>, body: &[u8]) -> Result<u32, String> {
+        if self.dispatch_fails {
+            return Err("BadArgument".to_owned());
+        }
+        self.posts
+            .borrow_mut()
+            .push((callout.path.to_owned(), body.to_vec()));
+        *self.next_call.borrow_mut() += 1;
+        Ok(*self.next_call.borrow())
+    }
+
+    fn queue(&self, name: &str) -> Option<u32> {
+        let mut queues = self.queues.borrow_mut();
+        let index = match queues.iter().position(|(n, _)| n == name) {
+            Some(index) => index,
+            None => {
+                queues.push((name.to_owned(), Default::default()));
+                queues.len() - 1
+            }
+        };
+        Some(index as u32 + 1)
+    }
+
+    fn enqueue(&self, queue: u32, message: &[u8]) -> bool {
+        match self.queues.borrow_mut().get_mut(queue as usize - 1) {
+            Some((_, messages)) => {
+                messages.push_back(message.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>> {
+        self.queues
+            .borrow_mut()
+            .get_mut(queue as usize - 1)?
+            .1
+            .pop_front()
     }
 
     fn send_reply(&self, reply: &LocalReply) {

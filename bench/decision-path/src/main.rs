@@ -174,6 +174,18 @@ impl Host for BenchHost {
     fn dispatch_get(&self, _: &Callout<'_>) -> Result<u32, String> {
         Err("no callouts in the benchmark".to_owned())
     }
+    fn dispatch_post(&self, _: &Callout<'_>, _: &[u8]) -> Result<u32, String> {
+        Err("no usage reports in the benchmark".to_owned())
+    }
+    fn queue(&self, _: &str) -> Option<u32> {
+        None
+    }
+    fn enqueue(&self, _: u32, _: &[u8]) -> bool {
+        false
+    }
+    fn dequeue(&self, _: u32) -> Option<Vec<u8>> {
+        None
+    }
     fn send_reply(&self, _: &LocalReply) {}
     fn resume_request(&self) {}
     fn switch_context(&self, _: u32) -> bool {

@@ -1,12 +1,14 @@
 //! The revocation feed the edges follow: `GET /v1/revocations?after=SEQ&wait_seconds=S`. The
-//! revocations after a cursor, in commit order (the store makes sure a cursor never passes one
-//! that commits later), as the keys' SHA-256 and when each was revoked; with none yet, the request
-//! waits up to `wait_seconds` for one (a long poll), woken when a revocation commits (in this
-//! process, or on Postgres in any replica through `LISTEN`), and re-reading the database every
-//! few seconds in case a wake-up was missed (a revocation by another process on SQLite).
+//! events after a cursor, in commit order (the store makes sure a cursor never passes one that
+//! commits later), each as the key's SHA-256, what happened (`revoked`, or `limits_changed`: the
+//! key's rate limits changed, so an edge must ask about it again) and when; with none yet, the
+//! request waits up to `wait_seconds` for one (a long poll), woken when an event commits (in
+//! this process, or on Postgres in any replica through `LISTEN`), and re-reading the database
+//! every few seconds in case a wake-up was missed (an event written by another process on
+//! SQLite).
 //!
-//! Unauthenticated, like the question by digest: it names revoked keys by hash only, and a
-//! revoked key is useless.
+//! Unauthenticated, like the question by digest: it names keys by hash only, a revoked key is
+//! useless, and a change of limits says nothing about what they are.
 
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use crate::error::AppError;
 use crate::extract::QueryParams;
 use crate::store::FeedPage;
 
-/// How many revocations one answer holds at most, and by default.
+/// How many events one answer holds at most, and by default.
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 500;
 
@@ -37,7 +39,8 @@ pub struct FeedPolicy {
     /// Entries older than this are deleted; a cursor before them must resync.
     pub retention: Duration,
     /// While a long poll waits, the database is read again this often: a wake-up can be missed
-    /// (a revocation by another process on the SQLite file; a reconnecting Postgres listener).
+    /// (an event written by another process on the SQLite file; a reconnecting Postgres
+    /// listener).
     pub recheck: Duration,
 }
 
@@ -61,10 +64,10 @@ struct FeedQuery {
 
 #[derive(Debug, Serialize)]
 struct FeedAnswer {
-    revocations: Vec<FeedRevocation>,
+    events: Vec<FeedItem>,
     /// The cursor to ask after next time.
     next: i64,
-    /// More revocations are waiting: ask again at once.
+    /// More events are waiting: ask again at once.
     more: bool,
     /// The cursor is not one this feed can continue from (older than its retention, or from
     /// another database): forget every "active" answer kept, and follow from `next`.
@@ -72,10 +75,12 @@ struct FeedAnswer {
 }
 
 #[derive(Debug, Serialize)]
-struct FeedRevocation {
+struct FeedItem {
     seq: i64,
     sha256: String,
-    revoked_at_ms: i64,
+    /// `revoked` or `limits_changed`.
+    event: &'static str,
+    at_ms: i64,
 }
 
 /// Digits only, as the cursor and the counts are written; anything else is 400, before the
@@ -118,7 +123,7 @@ async fn feed(
         None => DEFAULT_LIMIT,
     };
     let no_store = [(header::CACHE_CONTROL, "no-store")];
-    // Subscribed before the first read, so a revocation committing in between still wakes us.
+    // Subscribed before the first read, so an event committing in between still wakes us.
     let mut signal = state.store.feed_signal();
     let Some(after) = after.map(|after| after as i64) else {
         // A new follower starts at the head: what came before is what its callouts ask about.
@@ -138,7 +143,7 @@ async fn feed(
             state.metrics.feed_read(if page.entries.is_empty() {
                 "empty"
             } else {
-                "revocations"
+                "events"
             });
             return Ok((no_store, Json(answer(&page, after, limit, false))));
         }
@@ -158,22 +163,23 @@ async fn feed(
 }
 
 fn answer(page: &FeedPage, after: i64, limit: u32, resync: bool) -> FeedAnswer {
-    let revocations: Vec<FeedRevocation> = if resync {
+    let events: Vec<FeedItem> = if resync {
         Vec::new()
     } else {
         page.entries
             .iter()
-            .map(|entry| FeedRevocation {
+            .map(|entry| FeedItem {
                 seq: entry.seq,
                 sha256: entry.key_sha256.clone(),
-                revoked_at_ms: entry.revoked_at_ms,
+                event: entry.event.as_str(),
+                at_ms: entry.at_ms,
             })
             .collect()
     };
-    let next = revocations.last().map_or(after, |last| last.seq);
+    let next = events.last().map_or(after, |last| last.seq);
     FeedAnswer {
-        more: !resync && revocations.len() as u64 >= u64::from(limit) && next < page.head,
-        revocations,
+        more: !resync && events.len() as u64 >= u64::from(limit) && next < page.head,
+        events,
         next: if resync { page.head } else { next },
         resync,
     }

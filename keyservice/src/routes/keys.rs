@@ -1,6 +1,7 @@
-//! Management API: issue, list and revoke keys. The caller is the admin (bearer token) or, with
-//! `--trust-edge-identity`, the user the edge verified (see `auth`); a user sees only its org's
-//! keys, or its own personal keys, and anything else is "not found".
+//! Management API: issue, list and revoke keys, and change their rate limits. The caller is the
+//! admin (bearer token) or, with `--trust-edge-identity`, the user the edge verified (see
+//! `auth`); a user sees only its org's keys, or its own personal keys, and anything else is "not
+//! found".
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -15,13 +16,14 @@ use crate::error::AppError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::keys::{KeyView, NewKey, check_identity, expiry_note, is_key_id, normalize_scopes};
 use crate::pagination;
-use crate::store::Condition;
+use crate::rate_limits::{self, RateLimit};
+use crate::store::{Condition, LimitsChange};
 use crate::time::{now, rfc3339};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/keys", post(create).get(list))
-        .route("/v1/keys/{id}", delete(revoke))
+        .route("/v1/keys/{id}", delete(revoke).patch(set_limits))
 }
 
 #[derive(Deserialize)]
@@ -38,6 +40,8 @@ struct CreateKey {
     expires_in_seconds: Option<i64>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    rate_limits: Vec<RateLimit>,
 }
 
 /// Tells an absent field (`None`) from `null` (`Some(None)`).
@@ -55,8 +59,12 @@ struct CreatedKey {
     user_id: String,
     org_id: Option<String>,
     scopes: Vec<String>,
+    rate_limits: Vec<RateLimit>,
     created_at: String,
     expires_at: Option<String>,
+    /// Always `null` here: a key is used after it is issued. Kept so that every key object has
+    /// the same fields.
+    last_used_at: Option<String>,
 }
 
 /// Whose key it is: the admin names anyone; an edge caller gets a key for itself and its org,
@@ -116,6 +124,7 @@ async fn create(
         name: body.name,
         expires_in_seconds: body.expires_in_seconds,
         scopes,
+        rate_limits: body.rate_limits,
     };
     let (record, key) = state.signer.issue(new, now())?;
     state.store.insert(&record).await?;
@@ -128,8 +137,10 @@ async fn create(
         user_id: record.user_id,
         org_id: record.org_id,
         scopes: record.scopes,
+        rate_limits: record.rate_limits,
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
+        last_used_at: record.last_used_at.map(rfc3339),
     };
     // The only response that ever carries a key: keep it out of caches.
     Ok((
@@ -222,4 +233,52 @@ async fn revoke(
         revoked_at: rfc3339(revoked_at),
         note: record.expires_at.map(expiry_note),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLimits {
+    /// Required: `[]` clears the limits, so a body that forgot the field changes nothing.
+    rate_limits: Vec<RateLimit>,
+}
+
+/// Replaces the rate limits of one of the caller's visible keys (`PATCH /v1/keys/{id}`). Any
+/// other id, existing or not, is the same 404 as for a revocation; a revoked key is 409, its
+/// limits no longer matter. A real change is a `limits_changed` event in the feed, in the same
+/// transaction, so edges that follow the feed drop the answer they kept.
+async fn set_limits(
+    caller: Caller,
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    JsonBody(body): JsonBody<SetLimits>,
+) -> Result<Json<KeyView>, AppError> {
+    if !is_key_id(&id) {
+        return Err(AppError::NotFound("no such key".into()));
+    }
+    let limits = rate_limits::normalize(body.rate_limits)?;
+    let filter = caller.visible_keys();
+    let change = state
+        .store
+        .set_rate_limits(&id, &filter, &limits)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no key with id {id}")))?;
+    let record = match change {
+        LimitsChange::Changed(record) => {
+            tracing::info!(
+                id = %record.id,
+                limits = %rate_limits::summary(&record.rate_limits),
+                by = %caller.describe(),
+                "rate limits changed"
+            );
+            record
+        }
+        LimitsChange::Unchanged(record) => record,
+        LimitsChange::Revoked(record) => {
+            return Err(AppError::Conflict(format!(
+                "key {} is revoked: its rate limits can no longer change",
+                record.id
+            )));
+        }
+    };
+    Ok(Json(KeyView::from(&record)))
 }

@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod feed;
 pub mod keys;
 pub mod revocations;
+pub mod usage;
 
 use axum::Json;
 use axum::extract::State;

@@ -5,8 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::{FeedPage, KeyFilter, KeyRecord, KeyStore, Page, Revocation, StoreError, StoreFuture};
+use super::{
+    FeedPage, KeyFilter, KeyRecord, KeyStore, KeyUsage, LimitsChange, Page, Revocation, StoreError,
+    StoreFuture, UsageOutcome, UsagePruned,
+};
 use crate::metrics::Metrics;
+use crate::rate_limits::RateLimit;
+use crate::usage::UsageBatch;
 
 pub struct MeteredStore {
     inner: Arc<dyn KeyStore>,
@@ -57,6 +62,38 @@ impl KeyStore for MeteredStore {
         at: i64,
     ) -> StoreFuture<'a, Option<Revocation>> {
         Box::pin(async move { self.count(self.inner.revoke(id, filter, at).await) })
+    }
+
+    fn set_rate_limits<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        limits: &'a [RateLimit],
+    ) -> StoreFuture<'a, Option<LimitsChange>> {
+        Box::pin(async move { self.count(self.inner.set_rate_limits(id, filter, limits).await) })
+    }
+
+    fn record_usage<'a>(
+        &'a self,
+        batch: &'a UsageBatch,
+        received_ms: i64,
+    ) -> StoreFuture<'a, UsageOutcome> {
+        Box::pin(async move { self.count(self.inner.record_usage(batch, received_ms).await) })
+    }
+
+    fn usage<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        since_day: i64,
+    ) -> StoreFuture<'a, Option<KeyUsage>> {
+        Box::pin(async move { self.count(self.inner.usage(id, filter, since_day).await) })
+    }
+
+    fn prune_usage(&self, days_before: i64, batches_before: i64) -> StoreFuture<'_, UsagePruned> {
+        Box::pin(
+            async move { self.count(self.inner.prune_usage(days_before, batches_before).await) },
+        )
     }
 
     fn feed<'a>(&'a self, after: i64, limit: u32) -> StoreFuture<'a, FeedPage> {

@@ -3,14 +3,48 @@
 //!
 //! They share everything but connection handling: the migrations in `migrations/` are portable
 //! SQL (`TEXT`, `BIGINT` seconds), and so is every statement (`$n` placeholders, `RETURNING`,
-//! `COALESCE`), written once in [`shared_queries!`]. Each write is one statement, so a failure
-//! (a lost connection, a database that went away) never leaves a half-written key behind.
+//! `COALESCE`, `ON CONFLICT`), written once in [`shared_queries!`] and, for usage,
+//! [`usage_queries!`](usage). Each write is one statement or one transaction, so a failure (a lost
+//! connection, a database that went away) never leaves a half-written key behind.
 
 // Shared by every statement so that all of them read the same columns.
 macro_rules! key_columns {
     () => {
-        "id, key_sha256, name, user_id, org_id, scopes, created_at, expires_at, revoked_at"
+        "id, key_sha256, name, user_id, org_id, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at"
     };
+}
+
+/// Appends one event to the feed inside `$tx` and returns its seq. The head row's lock is held
+/// until `$tx` commits, so writers take seqs in commit order and a reader that sees seq N has
+/// every smaller one too. `$notify` (Postgres: `pg_notify`) wakes the other replicas on commit.
+macro_rules! append_feed_event {
+    ($tx:ident, $map_error:path, $notify:expr, $key_sha256:expr, $event:expr) => {{
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE revocation_feed_head SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+        )
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err($map_error)?;
+        sqlx::query(
+            "INSERT INTO revocation_feed (seq, key_sha256, event, at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind($key_sha256)
+        .bind($crate::store::FeedEvent::as_str($event))
+        .bind($crate::time::now_ms())
+        .execute(&mut *$tx)
+        .await
+        .map_err($map_error)?;
+        let notify: &str = $notify;
+        if !notify.is_empty() {
+            sqlx::query(notify)
+                .bind(seq.to_string())
+                .execute(&mut *$tx)
+                .await
+                .map_err($map_error)?;
+        }
+        seq
+    }};
 }
 
 /// The [`KeyStore`] methods that are the same SQL for both backends; `$pool` is the field that
@@ -22,7 +56,7 @@ macro_rules! shared_queries {
                 sqlx::query(concat!(
                     "INSERT INTO api_keys (",
                     key_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 ))
                 .bind(&key.id)
                 .bind(&key.key_sha256)
@@ -30,9 +64,11 @@ macro_rules! shared_queries {
                 .bind(&key.user_id)
                 .bind(&key.org_id)
                 .bind($crate::store::join_scopes(&key.scopes))
+                .bind($crate::rate_limits::to_column(&key.rate_limits))
                 .bind(key.created_at)
                 .bind(key.expires_at)
                 .bind(key.revoked_at)
+                .bind(key.last_used_at)
                 .execute(&self.pool)
                 .await
                 .map_err($crate::store::insert_error($map_error))?;
@@ -73,7 +109,7 @@ macro_rules! shared_queries {
                     .fetch_all(&self.pool)
                     .await
                     .map_err($map_error)?;
-                Ok(rows.into_iter().map($crate::store::KeyRecord::from).collect())
+                rows.into_iter().map($crate::store::KeyRow::into_record).collect()
             })
         }
 
@@ -88,7 +124,7 @@ macro_rules! shared_queries {
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($map_error)?;
-                Ok(row.map($crate::store::KeyRecord::from))
+                row.map($crate::store::KeyRow::into_record).transpose()
             })
         }
 
@@ -103,7 +139,7 @@ macro_rules! shared_queries {
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($map_error)?;
-                Ok(row.map($crate::store::KeyRecord::from))
+                row.map($crate::store::KeyRow::into_record).transpose()
             })
         }
 
@@ -133,39 +169,16 @@ macro_rules! shared_queries {
                     query = query.bind(*value);
                 }
                 if let Some(row) = query.fetch_optional(&mut *tx).await.map_err($map_error)? {
-                    let record: $crate::store::KeyRecord = row.into();
-                    // The head row's lock is held until commit: revokers take seqs in commit order.
-                    let seq: i64 = sqlx::query_scalar(
-                        "UPDATE revocation_feed_head SET seq = seq + 1 WHERE id = 1 RETURNING seq",
-                    )
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err($map_error)?;
-                    sqlx::query(
-                        "INSERT INTO revocation_feed (seq, key_sha256, revoked_at_ms) VALUES ($1, $2, $3)",
-                    )
-                    .bind(seq)
-                    .bind(&record.key_sha256)
-                    .bind($crate::time::now_ms())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($map_error)?;
-                    let notify: &str = $notify;
-                    if !notify.is_empty() {
-                        sqlx::query(notify)
-                            .bind(seq.to_string())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err($map_error)?;
-                    }
+                    let record = row.into_record()?;
+                    let seq = append_feed_event!(
+                        tx,
+                        $map_error,
+                        $notify,
+                        &record.key_sha256,
+                        $crate::store::FeedEvent::Revoked
+                    );
                     tx.commit().await.map_err($map_error)?;
-                    self.feed.send_if_modified(|known| {
-                        let newer = seq > *known;
-                        if newer {
-                            *known = seq;
-                        }
-                        newer
-                    });
+                    $crate::store::signal_feed(&self.feed, seq);
                     return Ok(Some($crate::store::Revocation { record, newly: true }));
                 }
                 tx.rollback().await.map_err($map_error)?;
@@ -182,7 +195,74 @@ macro_rules! shared_queries {
                     query = query.bind(value);
                 }
                 let row = query.fetch_optional(&self.pool).await.map_err($map_error)?;
-                Ok(row.map(|row| $crate::store::Revocation { record: row.into(), newly: false }))
+                let record = row.map($crate::store::KeyRow::into_record).transpose()?;
+                Ok(record.map(|record| $crate::store::Revocation { record, newly: false }))
+            })
+        }
+
+        fn set_rate_limits<'a>(
+            &'a self,
+            id: &'a str,
+            filter: &'a $crate::store::KeyFilter<'a>,
+            limits: &'a [$crate::rate_limits::RateLimit],
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::LimitsChange>> {
+            Box::pin(async move {
+                let column = $crate::rate_limits::to_column(limits);
+                // The filter is part of the statement, as for revocations. Only an active key
+                // whose limits really change is updated (the stored text has one form per set of
+                // limits), so an unchanged PATCH adds nothing to the feed.
+                let (conditions, values) = filter.to_sql(4);
+                let conditions = conditions.replacen(" WHERE ", " AND ", 1);
+                let sql = format!(
+                    concat!(
+                        "UPDATE api_keys SET rate_limits = $1 WHERE id = $2 AND revoked_at IS NULL AND rate_limits <> $3{} RETURNING ",
+                        key_columns!()
+                    ),
+                    conditions
+                );
+                // One transaction: the limits change exactly when their feed entry exists.
+                let mut tx = self.pool.begin().await.map_err($map_error)?;
+                let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql))
+                    .bind(&column)
+                    .bind(id)
+                    .bind(&column);
+                for value in &values {
+                    query = query.bind(*value);
+                }
+                if let Some(row) = query.fetch_optional(&mut *tx).await.map_err($map_error)? {
+                    let record = row.into_record()?;
+                    let seq = append_feed_event!(
+                        tx,
+                        $map_error,
+                        $notify,
+                        &record.key_sha256,
+                        $crate::store::FeedEvent::LimitsChanged
+                    );
+                    tx.commit().await.map_err($map_error)?;
+                    $crate::store::signal_feed(&self.feed, seq);
+                    return Ok(Some($crate::store::LimitsChange::Changed(record)));
+                }
+                tx.rollback().await.map_err($map_error)?;
+                // Not changed: unknown, outside the filter, revoked, or already these limits.
+                let (conditions, values) = filter.to_sql(2);
+                let conditions = conditions.replacen(" WHERE ", " AND ", 1);
+                let sql = format!(
+                    concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1{}"),
+                    conditions
+                );
+                let mut query = sqlx::query_as::<_, $crate::store::KeyRow>(sqlx::AssertSqlSafe(sql)).bind(id);
+                for value in values {
+                    query = query.bind(value);
+                }
+                let row = query.fetch_optional(&self.pool).await.map_err($map_error)?;
+                let Some(record) = row.map($crate::store::KeyRow::into_record).transpose()? else {
+                    return Ok(None);
+                };
+                Ok(Some(if record.revoked_at.is_some() {
+                    $crate::store::LimitsChange::Revoked(record)
+                } else {
+                    $crate::store::LimitsChange::Unchanged(record)
+                }))
             })
         }
 
@@ -202,8 +282,8 @@ macro_rules! shared_queries {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err($map_error)?;
-                let entries = sqlx::query_as::<_, (i64, String, i64)>(
-                    "SELECT seq, key_sha256, revoked_at_ms FROM revocation_feed WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                let entries = sqlx::query_as::<_, (i64, String, String, i64)>(
+                    "SELECT seq, key_sha256, event, at_ms FROM revocation_feed WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
                 )
                 .bind(after)
                 .bind(head)
@@ -212,17 +292,21 @@ macro_rules! shared_queries {
                 .await
                 .map_err($map_error)?;
                 tx.commit().await.map_err($map_error)?;
+                let entries = entries
+                    .into_iter()
+                    .map(|(seq, key_sha256, event, at_ms)| {
+                        Ok($crate::store::FeedEntry {
+                            seq,
+                            key_sha256,
+                            event: $crate::store::FeedEvent::from_column(&event)?,
+                            at_ms,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
                 Ok($crate::store::FeedPage {
                     head,
                     pruned_through,
-                    entries: entries
-                        .into_iter()
-                        .map(|(seq, key_sha256, revoked_at_ms)| $crate::store::FeedEntry {
-                            seq,
-                            key_sha256,
-                            revoked_at_ms,
-                        })
-                        .collect(),
+                    entries,
                 })
             })
         }
@@ -238,7 +322,7 @@ macro_rules! shared_queries {
                 .await
                 .map_err($map_error)?;
                 let through: Option<i64> = sqlx::query_scalar(
-                    "SELECT MAX(seq) FROM revocation_feed WHERE revoked_at_ms < $1",
+                    "SELECT MAX(seq) FROM revocation_feed WHERE at_ms < $1",
                 )
                 .bind(before_ms)
                 .fetch_one(&mut *tx)
@@ -284,6 +368,9 @@ macro_rules! shared_queries {
     };
 }
 
+// Before the backends: they expand its `usage_queries!`.
+#[macro_use]
+pub mod usage;
 pub mod metered;
 pub mod postgres;
 pub mod sqlite;
@@ -295,6 +382,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::rate_limits::RateLimit;
+pub use usage::{DayUsage, KeyUsage, UsageOutcome, UsagePruned};
+
 /// One row of `api_keys`. Holds the key's hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -305,18 +395,64 @@ pub struct KeyRecord {
     pub org_id: Option<String>,
     /// The key's `scopes` claim, in the order it was issued with.
     pub scopes: Vec<String>,
+    /// In ascending `per_seconds`; empty without limits.
+    pub rate_limits: Vec<RateLimit>,
     /// Unix seconds, like the other times.
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The latest use the edges reported.
+    pub last_used_at: Option<i64>,
 }
 
-/// One revocation in the feed: the key's hash and when it was revoked (Unix milliseconds).
+/// What happened to a key, as the feed tells the edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent {
+    Revoked,
+    /// Its rate limits changed: an edge forgets the answer it kept and asks again.
+    LimitsChanged,
+}
+
+impl FeedEvent {
+    /// The word in the `event` column and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::LimitsChanged => "limits_changed",
+        }
+    }
+
+    fn from_column(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "revoked" => Ok(Self::Revoked),
+            "limits_changed" => Ok(Self::LimitsChanged),
+            other => Err(StoreError::Unreadable(format!(
+                "revocation_feed.event holds \"{}\", not revoked or limits_changed",
+                keygate::text::Escaped(other)
+            ))),
+        }
+    }
+}
+
+/// One event in the feed: the key's hash, what happened and when (Unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEntry {
     pub seq: i64,
     pub key_sha256: String,
-    pub revoked_at_ms: i64,
+    pub event: FeedEvent,
+    pub at_ms: i64,
+}
+
+/// Tells this process's long polls that `seq` committed (unless a newer one already did).
+#[doc(hidden)]
+pub fn signal_feed(feed: &tokio::sync::watch::Sender<i64>, seq: i64) {
+    feed.send_if_modified(|known| {
+        let newer = seq > *known;
+        if newer {
+            *known = seq;
+        }
+        newer
+    });
 }
 
 /// A page of the feed, with its bounds when it was read.
@@ -329,6 +465,17 @@ pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
 }
 
+/// The outcome of setting a key's rate limits (for a key the caller may see).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsChange {
+    /// Set, with a `limits_changed` entry in the feed.
+    Changed(KeyRecord),
+    /// The key already had exactly these limits: nothing was written.
+    Unchanged(KeyRecord),
+    /// A revoked key's limits do not change.
+    Revoked(KeyRecord),
+}
+
 /// The outcome of a revocation: the record as it now is, and whether this call revoked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -337,7 +484,7 @@ pub struct Revocation {
 }
 
 /// A row as stored: scopes are one space-separated `TEXT` column (scope tokens never contain a
-/// space), which both databases store and compare alike.
+/// space), and rate limits one JSON `TEXT` column, which both databases store and compare alike.
 #[doc(hidden)]
 #[derive(sqlx::FromRow)]
 pub struct KeyRow {
@@ -347,24 +494,32 @@ pub struct KeyRow {
     user_id: String,
     org_id: Option<String>,
     scopes: String,
+    rate_limits: String,
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
 }
 
-impl From<KeyRow> for KeyRecord {
-    fn from(row: KeyRow) -> Self {
-        Self {
-            id: row.id,
-            key_sha256: row.key_sha256,
-            name: row.name,
-            user_id: row.user_id,
-            org_id: row.org_id,
-            scopes: row.scopes.split_whitespace().map(str::to_owned).collect(),
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
-        }
+impl KeyRow {
+    /// The record, or an error naming the key when its stored rate limits cannot be read (a
+    /// key whose limits are unknown is refused rather than served without them).
+    pub fn into_record(self) -> Result<KeyRecord, StoreError> {
+        let rate_limits = crate::rate_limits::from_column(&self.rate_limits)
+            .map_err(|e| StoreError::Unreadable(format!("key {}: {e}", self.id)))?;
+        Ok(KeyRecord {
+            id: self.id,
+            key_sha256: self.key_sha256,
+            name: self.name,
+            user_id: self.user_id,
+            org_id: self.org_id,
+            scopes: self.scopes.split_whitespace().map(str::to_owned).collect(),
+            rate_limits,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: self.last_used_at,
+        })
     }
 }
 
@@ -461,6 +616,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value this version cannot read (written by another tool, or damaged).
+    #[error("stored value unreadable: {0}")]
+    Unreadable(String),
 }
 
 impl StoreError {
@@ -479,7 +637,7 @@ impl StoreError {
             Self::Duplicate => "duplicate",
             Self::UnsupportedUrl => "configuration",
             Self::Unavailable(_) => "unavailable",
-            Self::Database(_) => "query",
+            Self::Database(_) | Self::Unreadable(_) => "query",
             Self::Migrate(_) => "migration",
         }
     }
@@ -531,9 +689,36 @@ pub trait KeyStore: Send + Sync {
         filter: &'a KeyFilter<'a>,
         at: i64,
     ) -> StoreFuture<'a, Option<Revocation>>;
+    /// Sets the rate limits of an active key that `filter` lets through, with a
+    /// `limits_changed` entry in the feed in the same transaction (when they really change);
+    /// `None` for an id that is unknown or outside `filter`.
+    fn set_rate_limits<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        limits: &'a [RateLimit],
+    ) -> StoreFuture<'a, Option<LimitsChange>>;
+    /// Applies a usage report once: a batch id seen before changes nothing
+    /// ([`UsageOutcome::Duplicate`]).
+    fn record_usage<'a>(
+        &'a self,
+        batch: &'a crate::usage::UsageBatch,
+        received_ms: i64,
+    ) -> StoreFuture<'a, UsageOutcome>;
+    /// A key that `filter` lets through and its usage from `since_day` on (days with counts
+    /// only, oldest first); `None` for an id that is unknown or outside `filter`.
+    fn usage<'a>(
+        &'a self,
+        id: &'a str,
+        filter: &'a KeyFilter<'a>,
+        since_day: i64,
+    ) -> StoreFuture<'a, Option<KeyUsage>>;
+    /// Deletes usage rows of days before `days_before` (retention), and the ids of batches whose
+    /// newest day is before `batches_before` (they can no longer be retried).
+    fn prune_usage(&self, days_before: i64, batches_before: i64) -> StoreFuture<'_, UsagePruned>;
     /// The feed after seq `after`: at most `limit` entries, oldest first, and the feed's bounds.
     fn feed<'a>(&'a self, after: i64, limit: u32) -> StoreFuture<'a, FeedPage>;
-    /// Deletes the feed entries revoked before `before_ms` (retention); returns how many.
+    /// Deletes the feed entries made before `before_ms` (retention); returns how many.
     fn prune_feed(&self, before_ms: i64) -> StoreFuture<'_, u64>;
     /// Changes when a revocation may have committed (the newest seq this process knows of): a
     /// revocation made here, or on Postgres anywhere (`LISTEN`).
@@ -624,12 +809,36 @@ mod tests {
             user_id: "u".into(),
             org_id: None,
             scopes: join_scopes(&scopes),
+            rate_limits: "[]".into(),
             created_at: 0,
             expires_at: None,
             revoked_at: None,
+            last_used_at: None,
         };
-        assert_eq!(KeyRecord::from(row).scopes, scopes);
+        assert_eq!(row.into_record().unwrap().scopes, scopes);
         assert_eq!(join_scopes(&[]), "");
+    }
+
+    #[test]
+    fn unreadable_rate_limits_fail_the_read_naming_the_key() {
+        let row = KeyRow {
+            id: "k1".into(),
+            key_sha256: "h".into(),
+            name: "n".into(),
+            user_id: "u".into(),
+            org_id: None,
+            scopes: String::new(),
+            rate_limits: r#"[{"requests":0,"per_seconds":60}]"#.into(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let error = row.into_record().unwrap_err();
+        assert_eq!(error.kind(), "query");
+        assert!(error.to_string().contains("key k1: rate_limits"), "{error}");
+        assert!(FeedEvent::from_column("limits_changed").is_ok());
+        assert!(FeedEvent::from_column("deleted").is_err());
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn map_error(e: sqlx::Error) -> StoreError {
 
 impl KeyStore for PostgresStore {
     shared_queries!(map_error, "SELECT pg_notify('keyservice_revocations', $1)");
+    usage_queries!(map_error);
 }
 
 #[cfg(test)]

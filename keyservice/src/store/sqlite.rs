@@ -82,6 +82,7 @@ fn map_error(e: sqlx::Error) -> StoreError {
 
 impl KeyStore for SqliteStore {
     shared_queries!(map_error, "");
+    usage_queries!(map_error);
 }
 
 #[cfg(test)]

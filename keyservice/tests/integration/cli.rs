@@ -623,3 +623,242 @@ fn the_table_escapes_what_it_cannot_show() {
     );
     assert!(!stdout.contains('\u{202e}') && !stdout.contains('\u{200b}'));
 }
+
+/// Usage written into the store as `POST /v1/usage` would: `(digest, day, allowed, last use
+/// in ms after the day's start)`.
+fn record_usage(env: &Env, batch: u64, entries: &[(&str, i64, u64, i64)]) {
+    let url = format!("sqlite://{}", env.db().display());
+    let keys: Vec<Value> = entries
+        .iter()
+        .map(|(sha256, day, allowed, at_ms)| {
+            json!({"sha256": sha256, "day": day, "last_used_ms": day * 86_400_000 + at_ms,
+                   "allowed": allowed, "forbidden": 1, "rate_limited": 0})
+        })
+        .collect();
+    let report: keyservice::usage::UsageReport = serde_json::from_value(
+        json!({"batch": format!("{batch:032x}"), "dropped": 0, "keys": keys}),
+    )
+    .unwrap();
+    let batch = report.check(keyservice::time::today()).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = keyservice::store::open(&url).await.unwrap();
+        store.record_usage(&batch, 0).await.unwrap();
+        store.close().await;
+    });
+}
+
+/// The feed's events, as (event, digest).
+fn feed_events(env: &Env) -> Vec<(String, String)> {
+    let url = format!("sqlite://{}", env.db().display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = keyservice::store::open(&url).await.unwrap();
+        let page = store.feed(0, 100).await.unwrap();
+        store.close().await;
+        page.entries
+            .into_iter()
+            .map(|e| (e.event.as_str().to_owned(), e.key_sha256))
+            .collect()
+    })
+}
+
+/// `issue --rate-limit`, `set-limits` (announced in the feed, as a PATCH is) and `usage`.
+#[test]
+fn rate_limits_and_usage_from_the_command_line() {
+    let env = Env::new();
+    // `create` is `issue` by another name.
+    let out = env.run(&[
+        "create",
+        "--user",
+        "user_1",
+        "--name",
+        "metered",
+        "--rate-limit",
+        "1000/86400",
+        "--rate-limit",
+        "100/60",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("(expires: never; scopes: none; rate limits: 100/60, 1000/86400)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let key = text(&out.stdout).trim().to_owned();
+    let id = claims(&key)["jti"].as_str().unwrap().to_owned();
+    let sha = sha256_hex(&key);
+    assert_eq!(
+        env.list_json()[0]["rate_limits"],
+        json!([{"requests": 100, "per_seconds": 60}, {"requests": 1000, "per_seconds": 86400}])
+    );
+    let bad = env.run(&["issue", "--user", "u", "--name", "n", "--rate-limit", "5/0"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("rate_limits[0].per_seconds must be from 1 to 2678400"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = env.run(&[
+        "issue",
+        "--user",
+        "u",
+        "--name",
+        "n",
+        "--rate-limit",
+        "5 per minute",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(text(&bad.stderr).contains("REQUESTS/SECONDS"));
+    assert_eq!(env.list_json().len(), 1, "nothing issued");
+
+    // set-limits replaces, says so, and is announced to the edges; the same again is not.
+    let out = env.run(&["set-limits", &id, "--rate-limit", "5/1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("rate limits of {id}: 5/1\n"));
+    let out = env.run(&["set-limits", &id, "--rate-limit", "5/1"]);
+    assert_eq!(text(&out.stdout), format!("rate limits of {id}: 5/1\n"));
+    assert!(
+        text(&out.stderr).contains("unchanged"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["set-limits", &id, "--none"]);
+    assert_eq!(text(&out.stdout), format!("rate limits of {id}: none\n"));
+    assert_eq!(env.list_json()[0]["rate_limits"], json!([]));
+    assert_eq!(
+        feed_events(&env),
+        [
+            ("limits_changed".to_owned(), sha.clone()),
+            ("limits_changed".to_owned(), sha.clone())
+        ]
+    );
+    for (args, code, message) in [
+        (
+            vec!["set-limits", &id, "--rate-limit", "0/60"],
+            1,
+            "rate_limits[0].requests must be at least 1",
+        ),
+        (
+            vec![
+                "set-limits",
+                &id,
+                "--rate-limit",
+                "1/60",
+                "--rate-limit",
+                "2/60",
+            ],
+            1,
+            "rate_limits[1].per_seconds is the same",
+        ),
+        (vec!["set-limits", &id], 2, "--rate-limit"),
+        (
+            vec!["set-limits", &id, "--none", "--rate-limit", "1/1"],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec!["set-limits", "no-such-id", "--none"],
+            1,
+            "no key with id no-such-id",
+        ),
+    ] {
+        let out = env.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(
+        feed_events(&env).len(),
+        2,
+        "refused changes are not announced"
+    );
+
+    // usage: the days with counts, oldest first, and their total; when last used on stderr.
+    let today = keyservice::time::today();
+    let out = env.run(&["usage", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "DAY    ALLOWED  FORBIDDEN  RATE_LIMITED\nTOTAL        0          0             0\n"
+    );
+    assert!(
+        text(&out.stderr).contains("no use reported yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    record_usage(
+        &env,
+        1,
+        &[(&sha, today - 1, 1200, 5_000), (&sha, today, 7, 61_000)],
+    );
+    record_usage(
+        &env,
+        2,
+        &[
+            (&sha, today, 3, 1_000),
+            (&sha256_hex("temporary"), today, 9, 0),
+        ],
+    );
+    let out = env.run(&["usage", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (yesterday, day) = (
+        keyservice::time::date(today - 1),
+        keyservice::time::date(today),
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "DAY         ALLOWED  FORBIDDEN  RATE_LIMITED\n\
+             {yesterday}     1200          1             0\n\
+             {day}       10          2             0\n\
+             TOTAL          1210          3             0\n"
+        )
+    );
+    let last_used = keyservice::time::rfc3339(today * 86_400 + 61);
+    assert_eq!(
+        text(&out.stderr),
+        format!("key {id} last used {last_used}\n")
+    );
+    let out = env.run(&["usage", &id, "--days", "1", "--json"]);
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        view,
+        json!({"id": id, "last_used_at": last_used,
+               "days": [{"day": day, "allowed": 10, "forbidden": 2, "rate_limited": 0}],
+               "totals": {"allowed": 10, "forbidden": 2, "rate_limited": 0}})
+    );
+    let out = env.run(&["usage", "no-such-id"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no key with id no-such-id"));
+
+    // list shows when each key was last used.
+    let out = env.run(&["list"]);
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].ends_with("REVOKED_AT  LAST_USED_AT"), "{stdout}");
+    assert!(
+        lines[1].ends_with(&format!("-           {last_used}")),
+        "{stdout}"
+    );
+
+    // A revoked key's limits no longer change.
+    assert!(env.run(&["revoke", &id]).status.success());
+    let out = env.run(&["set-limits", &id, "--rate-limit", "1/1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "key {id} is revoked: its rate limits can no longer change"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

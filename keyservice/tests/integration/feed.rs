@@ -1,7 +1,7 @@
 //! The revocation feed (`GET /v1/revocations?after=…`) on both backends: order and cursors,
 //! bad queries, long polls woken by a commit (the periodic re-read made too slow to matter),
-//! retention and resync; and on PostgreSQL, thousands of revocations through two replicas while a
-//! follower reads both, none skipped.
+//! retention and resync, a change of rate limits as a `limits_changed` event; and on PostgreSQL,
+//! thousands of revocations through two replicas while a follower reads both, none skipped.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ async fn the_feed_lists_revocations_in_order_after_a_cursor(backend: Backend) {
     assert_eq!(start.headers["cache-control"], "no-store");
     assert_eq!(
         start.json,
-        json!({"revocations": [], "next": 0, "more": false, "resync": false})
+        json!({"events": [], "next": 0, "more": false, "resync": false})
     );
     let mut keys = Vec::new();
     for user in ["a", "b", "c"] {
@@ -57,22 +57,30 @@ async fn the_feed_lists_revocations_in_order_after_a_cursor(backend: Backend) {
     // Revoking again adds nothing.
     revoke(&h, &keys[0].0).await;
     let all = h.get("/v1/revocations?after=0").await;
-    let revocations = all.json["revocations"].as_array().unwrap();
-    let seen: Vec<(i64, &str)> = revocations
+    let events = all.json["events"].as_array().unwrap();
+    let seen: Vec<(i64, &str, &str)> = events
         .iter()
-        .map(|r| (r["seq"].as_i64().unwrap(), r["sha256"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["seq"].as_i64().unwrap(),
+                r["sha256"].as_str().unwrap(),
+                r["event"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
         vec![
-            (1, sha256_hex(&keys[2].1).as_str()),
-            (2, sha256_hex(&keys[0].1).as_str())
+            (1, sha256_hex(&keys[2].1).as_str(), "revoked"),
+            (2, sha256_hex(&keys[0].1).as_str(), "revoked")
         ]
     );
     assert!(
-        revocations
+        events
             .iter()
-            .all(|r| r["revoked_at_ms"].as_i64().unwrap() > 1_700_000_000_000)
+            .all(|r| r["at_ms"].as_i64().unwrap() > 1_700_000_000_000
+                && r.as_object().unwrap().len() == 4),
+        "{events:?}"
     );
     assert_eq!(
         (all.json["next"].clone(), all.json["more"].clone()),
@@ -84,17 +92,17 @@ async fn the_feed_lists_revocations_in_order_after_a_cursor(backend: Backend) {
         (json!(1), json!(true))
     );
     let rest = h.get("/v1/revocations?after=1").await;
-    assert_eq!(rest.json["revocations"][0]["seq"], 2);
+    assert_eq!(rest.json["events"][0]["seq"], 2);
     let none = h.get("/v1/revocations?after=2").await;
     assert_eq!(
         none.json,
-        json!({"revocations": [], "next": 2, "more": false, "resync": false})
+        json!({"events": [], "next": 2, "more": false, "resync": false})
     );
     // A cursor this feed never handed out: resync from the head.
     let ahead = h.get("/v1/revocations?after=9").await;
     assert_eq!(
         ahead.json,
-        json!({"revocations": [], "next": 2, "more": false, "resync": true})
+        json!({"events": [], "next": 2, "more": false, "resync": true})
     );
     // A new follower starts at the head.
     assert_eq!(h.get("/v1/revocations").await.json["next"], 2);
@@ -141,12 +149,12 @@ async fn a_long_poll_is_answered_when_a_revocation_commits(backend: Backend) {
         .await
         .expect("the long poll was not woken by the revocation")
         .unwrap();
-    assert_eq!(reply.json["revocations"][0]["sha256"], sha256_hex(&key));
+    assert_eq!(reply.json["events"][0]["sha256"], sha256_hex(&key));
     // With nothing new, it ends after its wait, empty.
     let empty = h.get("/v1/revocations?after=1&wait_seconds=1").await;
     assert_eq!(
         empty.json,
-        json!({"revocations": [], "next": 1, "more": false, "resync": false})
+        json!({"events": [], "next": 1, "more": false, "resync": false})
     );
 }
 
@@ -167,17 +175,86 @@ async fn entries_past_retention_are_pruned_and_their_cursors_resync(backend: Bac
     let behind = h.get("/v1/revocations?after=0").await;
     assert_eq!(
         behind.json,
-        json!({"revocations": [], "next": 3, "more": false, "resync": true})
+        json!({"events": [], "next": 3, "more": false, "resync": true})
     );
     // At the pruned point: the rest is still there.
     let caught_up = h.get("/v1/revocations?after=2").await;
-    assert_eq!(caught_up.json["revocations"][0]["seq"], 3);
+    assert_eq!(caught_up.json["events"][0]["seq"], 3);
     assert_eq!(caught_up.json["resync"], false);
     // Nothing recent is pruned.
     assert_eq!(h.store.prune_feed(0).await.unwrap(), 0);
 }
 
+/// A change of a key's rate limits is an event of the feed, in commit order with revocations,
+/// and wakes a long poll as a revocation does; a PATCH that changes nothing adds nothing.
+async fn a_change_of_limits_is_a_feed_event_that_wakes_a_long_poll(backend: Backend) {
+    let h = Arc::new(Harness::with(backend, no_recheck).await);
+    let (first, first_key) = issue(&h, "a").await;
+    let (second, second_key) = issue(&h, "b").await;
+    revoke(&h, &first).await;
+    let waiting = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.get("/v1/revocations?after=1&wait_seconds=20").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    let limits = json!({"rate_limits": [{"requests": 100, "per_seconds": 60}]});
+    let patched = h
+        .admin("PATCH", &format!("/v1/keys/{second}"), Some(limits.clone()))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long poll was not woken by the change of limits")
+        .unwrap();
+    let events = reply.json["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", reply.text);
+    assert_eq!(events[0]["seq"], 2);
+    assert_eq!(events[0]["sha256"], sha256_hex(&second_key));
+    assert_eq!(events[0]["event"], "limits_changed");
+    assert!(events[0]["at_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    // Unchanged: nothing new. Then cleared, then revoked: two more, in order.
+    h.admin("PATCH", &format!("/v1/keys/{second}"), Some(limits))
+        .await;
+    h.admin(
+        "PATCH",
+        &format!("/v1/keys/{second}"),
+        Some(json!({"rate_limits": []})),
+    )
+    .await;
+    revoke(&h, &second).await;
+    let all = h.get("/v1/revocations?after=0").await;
+    let seen: Vec<(i64, String, String)> = all.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_i64().unwrap(),
+                e["event"].as_str().unwrap().to_owned(),
+                e["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (a, b) = (sha256_hex(&first_key), sha256_hex(&second_key));
+    assert_eq!(
+        seen,
+        [
+            (1, "revoked".to_owned(), a),
+            (2, "limits_changed".to_owned(), b.clone()),
+            (3, "limits_changed".to_owned(), b.clone()),
+            (4, "revoked".to_owned(), b),
+        ]
+    );
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains(r#"keyservice_revocation_feed_reads_total{result="events"} 2"#),
+        "{metrics}"
+    );
+}
+
 both_backends!(
+    a_change_of_limits_is_a_feed_event_that_wakes_a_long_poll,
     the_feed_lists_revocations_in_order_after_a_cursor,
     a_long_poll_is_answered_when_a_revocation_commits,
     entries_past_retention_are_pruned_and_their_cursors_resync,
@@ -262,15 +339,15 @@ fn thousands_of_concurrent_revocations_through_two_replicas_reach_a_follower_non
                 turn += 1;
                 let page: Value = http.get(url).send().unwrap().json().unwrap();
                 assert_eq!(page["resync"], false, "{page}");
-                for revocation in page["revocations"].as_array().unwrap() {
+                for revocation in page["events"].as_array().unwrap() {
+                    assert_eq!(revocation["event"], "revoked", "{revocation}");
                     seen.push((
                         revocation["seq"].as_i64().unwrap(),
                         revocation["sha256"].as_str().unwrap().to_owned(),
                     ));
                 }
                 cursor = page["next"].as_i64().unwrap();
-                if done.load(Ordering::SeqCst) && page["revocations"].as_array().unwrap().is_empty()
-                {
+                if done.load(Ordering::SeqCst) && page["events"].as_array().unwrap().is_empty() {
                     break;
                 }
             }

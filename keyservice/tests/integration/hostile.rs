@@ -68,6 +68,17 @@ async fn values_that_cannot_be_ids_or_identities_never_reach_the_database(backen
         let r = h.admin("DELETE", &path, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text);
         assert_eq!(r.json["message"], "no such key", "{path}");
+        // The routes on a key's id added with rate limits and usage answer alike.
+        let limits = json!({"rate_limits": []});
+        let r = h.admin("PATCH", &path, Some(limits)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "PATCH {path}: {}", r.text);
+        assert_eq!(r.json["message"], "no such key", "PATCH {path}");
+        if !path.contains("%2F") {
+            let usage = format!("{path}/usage");
+            let r = h.admin("GET", &usage, None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{usage}: {}", r.text);
+            assert_eq!(r.json["message"], "no such key", "{usage}");
+        }
     }
     for (query, field) in [
         ("user_id=x%00", "user_id"),

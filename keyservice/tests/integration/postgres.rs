@@ -125,6 +125,13 @@ async fn database_outage_is_503_and_recovers_by_itself() {
     assert_eq!(h.get(&revocation).await.status, 200);
     assert_eq!(h.get("/readyz").await.status, 200);
 
+    // A usage report the edge will keep and send again while the database is away.
+    let today = keyservice::time::today();
+    let report = json!({"batch": "0000000000000000000000000000000a", "dropped": 0, "keys": [{
+        "sha256": sha256_hex(created.json["key"].as_str().unwrap()), "day": today,
+        "last_used_ms": today * 86_400_000 + 1, "allowed": 4, "forbidden": 0, "rate_limited": 0
+    }]});
+
     cluster.stop();
     let started = Instant::now();
     let down = [
@@ -136,6 +143,13 @@ async fn database_outage_is_503_and_recovers_by_itself() {
         ),
         ("GET", "/v1/keys".to_owned(), None),
         ("DELETE", format!("/v1/keys/{id}"), None),
+        (
+            "PATCH",
+            format!("/v1/keys/{id}"),
+            Some(json!({"rate_limits": [{"requests": 1, "per_seconds": 1}]})),
+        ),
+        ("GET", format!("/v1/keys/{id}/usage"), None),
+        ("POST", "/v1/usage".to_owned(), Some(report.clone())),
         ("GET", "/readyz".to_owned(), None),
     ];
     for (method, uri, body) in &down {
@@ -188,7 +202,30 @@ async fn database_outage_is_503_and_recovers_by_itself() {
         .map(|k| k["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["before"]);
+    assert_eq!(
+        listed.json["keys"][0]["rate_limits"],
+        json!([]),
+        "the PATCH wrote nothing"
+    );
+    assert_eq!(
+        listed.json["keys"][0]["last_used_at"],
+        Value::Null,
+        "the report wrote nothing"
+    );
     assert_eq!(h.row_count().await, 1);
+    assert!(
+        sample(
+            &h.metrics().await,
+            "keyservice_usage_reports_total{result=\"error\"}"
+        ) >= 1.0
+    );
+    // The report sent again is applied, once.
+    for _ in 0..2 {
+        let r = h.admin("POST", "/v1/usage", Some(report.clone())).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+    }
+    let usage = h.admin("GET", &format!("/v1/keys/{id}/usage"), None).await;
+    assert_eq!(usage.json["totals"]["allowed"], 4, "{}", usage.text);
     let after = h.create(json!({"user_id": "u", "name": "after"})).await;
     assert_eq!(after.status, 201, "{}", after.text);
     let r = h.admin("DELETE", &format!("/v1/keys/{id}"), None).await;

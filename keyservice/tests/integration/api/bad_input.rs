@@ -9,7 +9,7 @@ use crate::common::{ADMIN, Backend, Harness};
 async fn bad_input_on_every_route_is_a_json_4xx(backend: Backend) {
     let h = Harness::new(backend).await;
     let auth = format!("Bearer {ADMIN}");
-    let cases: [(&str, &str, Option<&str>, StatusCode, &str); 12] = [
+    let cases: [(&str, &str, Option<&str>, StatusCode, &str); 16] = [
         (
             "GET",
             "/v1/keys?limit=5&offset=5",
@@ -88,6 +88,34 @@ async fn bad_input_on_every_route_is_a_json_4xx(backend: Backend) {
             "not_found",
         ),
         ("GET", "/v2/keys", None, StatusCode::NOT_FOUND, "not_found"),
+        (
+            "GET",
+            "/v1/usage",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "POST",
+            "/v1/usage",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "PATCH",
+            "/v1/keys/unknown",
+            Some(&auth),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "GET",
+            "/v1/keys/%FF/usage",
+            Some(&auth),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
     ];
     for (method, uri, auth, status, code) in cases {
         let mut builder = Request::builder().method(method).uri(uri);

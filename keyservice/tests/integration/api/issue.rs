@@ -37,8 +37,10 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims(backend: Bac
             "expires_at",
             "id",
             "key",
+            "last_used_at",
             "name",
             "org_id",
+            "rate_limits",
             "scopes",
             "user_id"
         ]
@@ -57,6 +59,8 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims(backend: Bac
     assert_eq!(body["created_at"], keyservice::time::rfc3339(iat));
     assert_eq!(body["expires_at"], keyservice::time::rfc3339(iat + 3600));
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["rate_limits"], json!([]));
+    assert_eq!(body["last_used_at"], Value::Null);
 
     // Wrong secret must not verify: the signature really is HS256 over JWT_SECRET.
     let mut validation = Validation::new(Algorithm::HS256);

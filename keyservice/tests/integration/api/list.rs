@@ -27,7 +27,8 @@ async fn list_shows_keys_without_material_oldest_first(backend: Backend) {
         keys[0],
         json!({
             "id": "a", "name": "key a", "user_id": "alice", "org_id": null, "scopes": [],
-            "created_at": "1970-01-01T00:01:40Z", "expires_at": null, "revoked_at": null
+            "rate_limits": [], "created_at": "1970-01-01T00:01:40Z", "expires_at": null,
+            "revoked_at": null, "last_used_at": null
         })
     );
 

@@ -9,7 +9,9 @@ mod edge_identity;
 mod health;
 mod issue;
 mod list;
+mod rate_limits;
 mod revoke;
+mod usage;
 
 use serde_json::Value;
 

@@ -77,8 +77,10 @@ pub fn record(id: &str, user_id: &str, created_at: i64) -> KeyRecord {
         user_id: user_id.into(),
         org_id: None,
         scopes: Vec::new(),
+        rate_limits: Vec::new(),
         created_at,
         expires_at: None,
         revoked_at: None,
+        last_used_at: None,
     }
 }
