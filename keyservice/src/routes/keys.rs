@@ -103,12 +103,27 @@ fn owner(
     }
 }
 
+/// A key's own rate limits replace the per-key default the edge applies (a provider's
+/// `rate_limits.key`): a quota the operator grants, so only the admin token sets them. An edge
+/// caller could otherwise lift its own keys out of the operator's default.
+fn operator_only(caller: &Caller) -> Result<(), AppError> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Edge(_) => Err(AppError::Forbidden(
+            "rate limits are set with the admin token: a key's own limits replace the edge's per-key default".into(),
+        )),
+    }
+}
+
 async fn create(
     caller: Caller,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<impl IntoResponse, AppError> {
     let (user_id, org_id) = owner(&caller, body.user_id, body.org_id)?;
+    if !body.rate_limits.is_empty() {
+        operator_only(&caller)?;
+    }
     let scopes = normalize_scopes(body.scopes)?;
     let missing: Vec<&str> = scopes
         .iter()
@@ -252,6 +267,7 @@ async fn set_limits(
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<SetLimits>,
 ) -> Result<Json<KeyView>, AppError> {
+    operator_only(&caller)?;
     if !is_key_id(&id) {
         return Err(AppError::NotFound("no such key".into()));
     }

@@ -7,7 +7,7 @@ use keyservice::auth::EdgeHeaders;
 use serde_json::{Value, json};
 use testkit::token::sha256_hex;
 
-use crate::common::{self, Backend, Harness};
+use crate::common::{Backend, Harness};
 
 const HEADER: &str = "keygate-rate-limit";
 
@@ -317,92 +317,69 @@ async fn a_patch_changes_the_limits_the_edge_is_told_and_announces_it(backend: B
     assert_eq!(events, ["limits_changed", "limits_changed", "revoked"]);
 }
 
-/// A PATCH is authorised like a revocation: an edge caller changes the limits of its org's keys
-/// (or of its own personal keys); any other key is the 404 of a key that does not exist.
-async fn edge_callers_change_limits_only_of_keys_they_may_revoke(backend: Backend) {
+/// A key's own limits replace the edge's per-key default, so an edge caller cannot choose them:
+/// only the admin token issues keys with limits or changes them.
+async fn only_the_admin_token_sets_limits_since_they_replace_the_edges_default(backend: Backend) {
     let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
     let (bob_acme, _) = issue(&h, json!({"user_id": "bob", "org_id": "acme", "name": "b"})).await;
-    let (carol_globex, _) = issue(
-        &h,
-        json!({"user_id": "carol", "org_id": "globex", "name": "c"}),
-    )
-    .await;
-    let (alice_personal, _) = issue(&h, json!({"user_id": "alice", "name": "a"})).await;
     let alice_at_acme = [("x-user-id", "alice"), ("x-org-id", "acme")];
-    let alice_alone = [("x-user-id", "alice")];
-    let body = json!({"rate_limits": [{"requests": 7, "per_seconds": 60}]});
-
-    // Issued by an edge caller with limits of its own choosing.
+    let forbidden = json!({
+        "error": "forbidden",
+        "message": "rate limits are set with the admin token: a key's own limits replace the edge's per-key default"
+    });
+    // An edge caller issuing a key with limits of its own choosing: refused, nothing written.
     let r = h
         .as_caller(
             "POST",
             "/v1/keys",
             &alice_at_acme,
-            Some(json!({"name": "mine", "rate_limits": [{"requests": 3, "per_seconds": 1}]})),
+            Some(json!({"name": "mine", "rate_limits": [{"requests": 1000000, "per_seconds": 1}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.json, forbidden);
+    // Without limits (or an empty list) it issues as before.
+    let r = h
+        .as_caller(
+            "POST",
+            "/v1/keys",
+            &alice_at_acme,
+            Some(json!({"name": "mine", "rate_limits": []})),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(
-        r.json["rate_limits"],
-        json!([{"requests": 3, "per_seconds": 1}])
-    );
-
-    let r = h
-        .as_caller(
-            "PATCH",
-            &format!("/v1/keys/{bob_acme}"),
-            &alice_at_acme,
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = h
-        .as_caller(
-            "PATCH",
-            &format!("/v1/keys/{alice_personal}"),
-            &alice_alone,
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    for (caller, key) in [
-        (&alice_at_acme[..], &carol_globex),
-        (&alice_alone[..], &bob_acme),
-        (&alice_alone[..], &carol_globex),
+    assert_eq!(r.json["rate_limits"], json!([]));
+    // Changing a visible key's limits, even clearing them: refused.
+    for body in [
+        json!({"rate_limits": [{"requests": 7, "per_seconds": 60}]}),
+        json!({"rate_limits": []}),
     ] {
-        let patch: common::Reply = h
+        let r = h
             .as_caller(
                 "PATCH",
-                &format!("/v1/keys/{key}"),
-                caller,
-                Some(json!({"rate_limits": []})),
+                &format!("/v1/keys/{bob_acme}"),
+                &alice_at_acme,
+                Some(body),
             )
             .await;
-        assert_eq!(patch.status, StatusCode::NOT_FOUND, "{}", patch.text);
-        assert_eq!(
-            patch.json,
-            json!({"error": "not_found", "message": format!("no key with id {key}")})
-        );
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(r.json, forbidden);
     }
     let r = h
         .as_caller(
             "PATCH",
             &format!("/v1/keys/{bob_acme}"),
             &[],
-            Some(body.clone()),
+            Some(json!({"rate_limits": []})),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(stored_limits(&h, &carol_globex).await, "[]");
-    assert_eq!(
-        stored_limits(&h, &bob_acme).await,
-        r#"[{"requests":7,"per_seconds":60}]"#
-    );
+    assert_eq!(stored_limits(&h, &bob_acme).await, "[]");
 }
 
 both_backends!(
     keys_carry_their_limits_sorted_and_the_revocation_answer_names_them,
     bad_limits_are_400_naming_the_entry_and_change_nothing,
     a_patch_changes_the_limits_the_edge_is_told_and_announces_it,
-    edge_callers_change_limits_only_of_keys_they_may_revoke,
+    only_the_admin_token_sets_limits_since_they_replace_the_edges_default,
 );
