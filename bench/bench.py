@@ -1753,10 +1753,14 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     }
     report = render(results, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # The sections of `make bench-instructions` and `make bench-memory` stay.
+    # The sections of `make bench-instructions`, `bench-propagation`, `bench-usage` and
+    # `bench-memory` stay.
     previous = args.out.read_text() if args.out.exists() else ""
     kept = [section(previous, begin, end) for begin, end in
-            ((INSTRUCTIONS_BEGIN, INSTRUCTIONS_END), (MEMORY_BEGIN, MEMORY_END))]
+            ((INSTRUCTIONS_BEGIN, INSTRUCTIONS_END),
+             ("<!-- revocation propagation: begin -->", "<!-- revocation propagation: end -->"),
+             ("<!-- usage traffic: begin -->", "<!-- usage traffic: end -->"),
+             (MEMORY_BEGIN, MEMORY_END))]
     args.out.write_text(report.rstrip() + "\n" + "".join(f"\n{s}\n" for s in kept if s))
     log(f"wrote {args.out}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
