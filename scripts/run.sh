@@ -3,7 +3,11 @@
 #
 #   keyservice     http://127.0.0.1:8081   SQLite at .run/keyservice.db (or $DATABASE_URL)
 #   echo-upstream  http://127.0.0.1:8080
+#   dev-idp        http://127.0.0.1:8082   the development identity provider (DEVELOPMENT ONLY)
 #   Envoy          http://127.0.0.1:10000  admin http://127.0.0.1:9901, config envoy/envoy.yaml
+#
+# The API keys page is http://127.0.0.1:10000/keys: sign in with the development identity
+# provider (a form, no password: it exists only in this rig), create, copy and revoke keys.
 #
 # Environment:
 #   JWT_SECRET              signing secret shared by keyservice and the filter
@@ -15,13 +19,14 @@
 #                           reaches it in about a second anyway)
 #   DATABASE_URL            keyservice's database (default: sqlite://$KEYGATE_RUN_DIR/keyservice.db;
 #                           postgres://USER:PASSWORD@HOST:PORT/DB for PostgreSQL)
-#   ENVOY_BIN, KEYSERVICE_BIN, ECHO_UPSTREAM_BIN   binaries (defaults: .venv/bin/envoy, target/debug/*)
+#   ENVOY_BIN, KEYSERVICE_BIN, ECHO_UPSTREAM_BIN, DEV_IDP_BIN   binaries (defaults:
+#                           .venv/bin/envoy, target/debug/*)
 #   KEYGATE_RUN_DIR         where the database and the logs go (default: .run)
 #
-# keyservice runs with --trust-edge-identity: /v1/keys through Envoy acts as the key's user and
-# org. That is safe only because its port is on loopback here; in production, keyservice must be
-# reachable through the edge alone. Once keyservice is up, a key with the keys:write scope is
-# issued with the CLI into $KEYGATE_RUN_DIR/keys-write.key, for managing keys over the edge.
+# keyservice verifies the callers of /v1/keys itself: API keys with keys:write
+# (--api-key-callers) and the dev IdP's sessions (--session-issuer, against its JWKS). Once
+# keyservice is up, a key with the keys:write scope is issued with the CLI into
+# $KEYGATE_RUN_DIR/keys-write.key, for managing keys over the edge with curl.
 #
 # Waits until all three answer, prints a demo to paste (scripts/demo.sh runs it), then waits.
 # Ctrl-C or SIGTERM stops everything it started (exit 0); if one of them dies, the others are
@@ -33,11 +38,13 @@ ROOT=$PWD
 ENVOY_BIN=${ENVOY_BIN:-$ROOT/.venv/bin/envoy}
 KEYSERVICE_BIN=${KEYSERVICE_BIN:-$ROOT/target/debug/keyservice}
 ECHO_UPSTREAM_BIN=${ECHO_UPSTREAM_BIN:-$ROOT/target/debug/echo-upstream}
+DEV_IDP_BIN=${DEV_IDP_BIN:-$ROOT/target/debug/dev-idp}
 KEYGATE_WASM=$ROOT/target/wasm32-wasip1/release/keygate.wasm # the path envoy/envoy.yaml names
 RUN_DIR=${KEYGATE_RUN_DIR:-$ROOT/.run}
 
 KEYSERVICE_PORT=8081
 ECHO_PORT=8080
+DEV_IDP_PORT=8082
 ENVOY_PORT=10000
 ENVOY_ADMIN_PORT=9901
 READY_TIMEOUT_SECONDS=60
@@ -51,7 +58,7 @@ die() {
 
 # --- preflight -------------------------------------------------------------------------------
 
-for bin in "$ENVOY_BIN" "$KEYSERVICE_BIN" "$ECHO_UPSTREAM_BIN" "$KEYGATE_WASM"; do
+for bin in "$ENVOY_BIN" "$KEYSERVICE_BIN" "$ECHO_UPSTREAM_BIN" "$DEV_IDP_BIN" "$KEYGATE_WASM"; do
   [[ -e $bin ]] || die "$bin is missing: run 'make run' (or 'make tools build' first)"
 done
 command -v python3 >/dev/null || die "python3 is needed (port checks and the demo)"
@@ -80,7 +87,7 @@ except OSError:
     sys.exit(1)
 PY
 }
-for port in $KEYSERVICE_PORT $ECHO_PORT $ENVOY_PORT $ENVOY_ADMIN_PORT; do
+for port in $KEYSERVICE_PORT $ECHO_PORT $DEV_IDP_PORT $ENVOY_PORT $ENVOY_ADMIN_PORT; do
   port_is_free "$port" || die "port 127.0.0.1:$port is already in use (another 'make run'?); stop whatever holds it and retry"
 done
 
@@ -143,8 +150,16 @@ check_children() {
 }
 
 DATABASE=${DATABASE_URL:-sqlite://$RUN_DIR/keyservice.db}
+# The issuer and authorized party are the strings envoy/envoy.yaml's dev-idp provider expects.
+DEV_IDP_URL=http://127.0.0.1:$DEV_IDP_PORT
+PAGE_ORIGIN=http://127.0.0.1:$ENVOY_PORT
+start dev-idp "$DEV_IDP_BIN" --listen "127.0.0.1:$DEV_IDP_PORT" --issuer "$DEV_IDP_URL" \
+  --authorized-party "$PAGE_ORIGIN"
 start keyservice "$KEYSERVICE_BIN" serve --listen "127.0.0.1:$KEYSERVICE_PORT" \
-  --database "$DATABASE" --trust-edge-identity
+  --database "$DATABASE" --api-key-callers \
+  --session-issuer "$DEV_IDP_URL" --session-jwks-url "$DEV_IDP_URL/.well-known/jwks.json" \
+  --session-authorized-party "$PAGE_ORIGIN" --scopes keyservice/scopes.example.json \
+  --sign-in-url /sign-in --sign-out-url /sign-out
 start echo-upstream "$ECHO_UPSTREAM_BIN" --listen "127.0.0.1:$ECHO_PORT"
 # --use-dynamic-base-id: other Envoys (the integration tests) may be running at the same time.
 start envoy "$ENVOY_BIN" -c envoy/envoy.yaml --use-dynamic-base-id \
@@ -175,17 +190,20 @@ wait_until "keyservice" accepts $KEYSERVICE_PORT
     --scope keys:write >"$RUN_DIR/keys-write.key" 2>>"$RUN_DIR/keyservice.log"
 ) || die "could not issue the keys:write bootstrap key (see $RUN_DIR/keyservice.log)"
 wait_until "echo-upstream" accepts $ECHO_PORT
+wait_until "dev-idp" accepts $DEV_IDP_PORT
 wait_until "Envoy" curl -fsS -o /dev/null "http://127.0.0.1:$ENVOY_ADMIN_PORT/ready"
 check_children
 
 cat <<EOF
 
 keygate rig is ready
+  API keys page  http://127.0.0.1:$ENVOY_PORT/keys   (sign in as alice, bob or carol: development only)
   Envoy          http://127.0.0.1:$ENVOY_PORT   (admin http://127.0.0.1:$ENVOY_ADMIN_PORT)
   keyservice     http://127.0.0.1:$KEYSERVICE_PORT   database $(printf '%s' "$DATABASE" | sed -E 's#//[^@/]*@#//***@#')
   keys:write key $RUN_DIR/keys-write.key (alice@acme: manages acme's keys over the edge)
   echo-upstream  http://127.0.0.1:$ECHO_PORT
-  logs           $RUN_DIR/{envoy,keyservice,echo-upstream}.log
+  dev-idp        $DEV_IDP_URL   (DEVELOPMENT ONLY identity provider)
+  logs           $RUN_DIR/{envoy,keyservice,echo-upstream,dev-idp}.log
 
 Try it: run scripts/demo.sh, or paste:
 

@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve the HTTP API
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create a key in the database and print it; the key is shown only this once
     #[command(visible_alias = "create")]
     Issue(IssueArgs),
@@ -62,30 +62,67 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSERVICE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: String,
 
-    /// Bearer token for the management routes (/v1/keys); required unless
-    /// --trust-edge-identity. Prefer the environment variable: a flag can be read in the
-    /// process list
+    /// Bearer token for the management routes (/v1/keys); required unless users can call them
+    /// (--api-key-callers or --session-issuer). Prefer the environment variable: a flag can be
+    /// read in the process list
     #[arg(long, env = "KEYSERVICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
 
-    /// Take the caller of /v1/keys from the headers the edge filter sets for a verified key
-    /// (x-user-id, x-org-id, and the scopes in x-jwt-payload). ONLY safe when keyservice can be
-    /// reached through the edge alone: anyone who can reach it directly can send those headers
-    #[arg(long, env = "KEYSERVICE_TRUST_EDGE_IDENTITY")]
+    /// Let an API key that holds the keys:write scope manage its own user's (or org's) keys.
+    /// keyservice verifies the key itself: its HS256 signature, and that it is stored, not
+    /// revoked and not expired
+    #[arg(long, env = "KEYSERVICE_API_KEY_CALLERS")]
+    pub api_key_callers: bool,
+
+    /// Let users signed in with this identity provider manage their keys (the keys page): the
+    /// `iss` of its session tokens (Clerk: the Frontend API URL, https://clerk.your-app.com)
+    #[arg(long, env = "KEYSERVICE_SESSION_ISSUER", requires = "session_jwks_url")]
+    pub session_issuer: Option<String>,
+
+    /// Where keyservice fetches the identity provider's signing keys (JWKS), http(s)
+    #[arg(long, env = "KEYSERVICE_SESSION_JWKS_URL", requires = "session_issuer")]
+    pub session_jwks_url: Option<String>,
+
+    /// An origin of your app that session tokens must be made for (Clerk's `azp` claim);
+    /// repeat for several; required with --session-issuer
+    #[arg(
+        long = "session-authorized-party",
+        env = "KEYSERVICE_SESSION_AUTHORIZED_PARTIES",
+        value_delimiter = ','
+    )]
+    pub session_authorized_parties: Vec<String>,
+
+    /// The cookie that holds the session token (Clerk: __session)
+    #[arg(long, env = "KEYSERVICE_SESSION_COOKIE", default_value = "__session")]
+    pub session_cookie: String,
+
+    /// A JSON file of the scopes the keys page offers, with descriptions:
+    /// [{"name": "runs:write", "description": "Start workflow runs"}]. Signed-in users may grant
+    /// these and no others
+    #[arg(long, env = "KEYSERVICE_SCOPES")]
+    pub scopes: Option<std::path::PathBuf>,
+
+    /// Where the keys page sends a signed-out user (it adds ?redirect_url=/keys)
+    #[arg(long, env = "KEYSERVICE_SIGN_IN_URL")]
+    pub sign_in_url: Option<String>,
+
+    /// Where the keys page's "Sign out" posts
+    #[arg(long, env = "KEYSERVICE_SIGN_OUT_URL")]
+    pub sign_out_url: Option<String>,
+
+    /// An origin (scheme://host[:port]) besides the request's own from which signed-in users'
+    /// writes are accepted; repeat for several
+    #[arg(
+        long = "allowed-origin",
+        env = "KEYSERVICE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Removed: keyservice no longer takes a caller from identity headers, which anyone who
+    /// reaches it directly could send. Refused at start, naming the replacements
+    #[arg(long, env = "KEYSERVICE_TRUST_EDGE_IDENTITY", hide = true)]
     pub trust_edge_identity: bool,
-
-    /// The edge's header with the caller's user id (keygate's claims_to_headers for user_id)
-    #[arg(long, default_value = "x-user-id")]
-    pub edge_user_header: String,
-
-    /// The edge's header with the caller's org id (claims_to_headers for org_id)
-    #[arg(long, default_value = "x-org-id")]
-    pub edge_org_header: String,
-
-    /// The edge's header with the verified JWT payload (keygate's payload_header), whose
-    /// scopes are the caller's
-    #[arg(long, default_value = "x-jwt-payload")]
-    pub edge_payload_header: String,
 
     /// The edge filter's JSON configuration: enables /v1/authorize (Envoy ext_authz, nginx
     /// auth_request) with the filter's own decision
@@ -334,10 +371,20 @@ pub enum ConfigError {
     MissingJwtSecret,
     #[error(
         "KEYSERVICE_ADMIN_TOKEN is not set or is empty: `serve` needs a bearer token for the \
-         management API (set KEYSERVICE_ADMIN_TOKEN or pass --admin-token), unless it takes \
-         the caller from the edge (--trust-edge-identity)"
+         management API (set KEYSERVICE_ADMIN_TOKEN or pass --admin-token), unless users call \
+         it (--api-key-callers, --session-issuer)"
     )]
     MissingAdminToken,
+    #[error(
+        "--trust-edge-identity (KEYSERVICE_TRUST_EDGE_IDENTITY) is gone: keyservice no longer \
+         takes the caller from identity headers, which anyone who reaches it directly could \
+         send. Use --api-key-callers (API keys with keys:write, verified by keyservice) and, for \
+         the keys page, --session-issuer, --session-jwks-url and --session-authorized-party \
+         (the identity provider's sessions, verified against its JWKS)"
+    )]
+    TrustEdgeIdentityRemoved,
+    #[error("{0}")]
+    Callers(String),
     #[error(
         "KEYSERVICE_ADMIN_TOKEN (--admin-token) {0}, so no request could ever present it: \
          set it to the token exactly, in printable ASCII"

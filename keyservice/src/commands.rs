@@ -158,9 +158,10 @@ pub async fn list(database: &str, args: ListArgs) -> Result<(), CommandError> {
 }
 
 fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
-    const HEADER: [&str; 9] = [
+    const HEADER: [&str; 10] = [
         "ID",
         "NAME",
+        "HINT",
         "USER_ID",
         "ORG_ID",
         "SCOPES",
@@ -176,6 +177,9 @@ fn write_table(out: &mut impl Write, views: &[KeyView]) -> io::Result<()> {
             vec![
                 Escaped(&v.id).to_string(),
                 Escaped(&v.name).to_string(),
+                v.hint
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |hint| format!("…{}", Escaped(hint))),
                 Escaped(&v.user_id).to_string(),
                 v.org_id
                     .as_deref()
@@ -333,6 +337,7 @@ pub async fn import(database: &str, secret: &Secret, args: ImportArgs) -> Result
         expires_at: imported.expires_at,
         revoked_at: None,
         last_used_at: None,
+        hint: Some(imported.hint),
     };
     store.insert(&record).await?;
     store.close().await;
@@ -358,13 +363,14 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_used_at: Some("2025-01-02T03:04:05Z".into()),
+            hint: Some("Ab3Z".into()),
         }];
         let mut out = Vec::new();
         write_table(&mut out, &views).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "ID    NAME           USER_ID  ORG_ID  SCOPES  CREATED_AT            EXPIRES_AT  REVOKED_AT  LAST_USED_AT\n\
-             id-1  a longer name  u        -       -       2025-01-01T00:00:00Z  -           -           2025-01-02T03:04:05Z\n"
+            "ID    NAME           HINT   USER_ID  ORG_ID  SCOPES  CREATED_AT            EXPIRES_AT  REVOKED_AT  LAST_USED_AT\n\
+             id-1  a longer name  …Ab3Z  u        -       -       2025-01-01T00:00:00Z  -           -           2025-01-02T03:04:05Z\n"
         );
     }
 

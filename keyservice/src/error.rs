@@ -15,12 +15,20 @@ use crate::usage::ReportError;
 
 #[derive(Debug, Error)]
 pub enum AppError {
-    #[error("missing or invalid admin token")]
+    #[error("no credential: present the admin token, an API key with keys:write, or sign in")]
     Unauthorized,
-    #[error("more than one Authorization header")]
+    #[error("more than one credential: one Authorization header, or the session cookie, not both")]
     AmbiguousCredentials,
-    #[error("unusable identity from the edge: {0}")]
-    BadEdgeIdentity(String),
+    /// A credential that does not verify; the text says why (never the credential).
+    #[error("{0}")]
+    InvalidCredential(String),
+    #[error("the session has expired: sign in again")]
+    SessionExpired,
+    /// A cookie-authenticated write from another site.
+    #[error("cross-site request refused: {0}")]
+    CrossSite(String),
+    #[error("the identity provider's keys are unavailable, so no session can be verified now")]
+    IdentityProviderUnavailable(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("cannot grant scopes the caller does not hold: {0}")]
@@ -62,8 +70,13 @@ impl AppError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Unauthorized | Self::BadEdgeIdentity(_) => {
+            Self::Unauthorized | Self::InvalidCredential(_) => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            Self::SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
+            Self::CrossSite(_) => (StatusCode::FORBIDDEN, "csrf"),
+            Self::IdentityProviderUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Self::AmbiguousCredentials => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -142,6 +155,9 @@ impl IntoResponse for AppError {
         let (status, code) = self.status_and_code();
         if let Self::Unavailable(source) = &self {
             tracing::warn!(error = %source, "database unavailable");
+        }
+        if let Self::IdentityProviderUnavailable(reason) = &self {
+            tracing::warn!(%reason, "identity provider keys unavailable");
         }
         if let Self::Internal(source) = &self {
             tracing::error!(error = %source, "internal error");

@@ -217,6 +217,21 @@ pub fn expiry_note(expires_at: i64) -> String {
     )
 }
 
+/// How many of a key's last characters its hint keeps.
+pub const HINT_CHARS: usize = 4;
+
+/// A non-secret hint of a key, shown so that a user can tell keys apart: its last 4 characters,
+/// which are the end of the HS256 signature (24 of 256 bits: nothing of the secret, and far too
+/// little to guess the rest from).
+pub fn hint(key: &str) -> String {
+    let start = key
+        .char_indices()
+        .rev()
+        .nth(HINT_CHARS - 1)
+        .map_or(0, |(at, _)| at);
+    key[start..].to_owned()
+}
+
 /// How a key is shown in listings (HTTP and CLI): everything but the key and its hash.
 #[derive(Debug, Serialize)]
 pub struct KeyView {
@@ -232,6 +247,8 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
     /// As the edges last reported it; `null` before any report.
     pub last_used_at: Option<String>,
+    /// The key's last characters ([`hint`]); `null` for keys stored before hints were kept.
+    pub hint: Option<String>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -247,6 +264,7 @@ impl From<&KeyRecord> for KeyView {
             expires_at: r.expires_at.map(rfc3339),
             revoked_at: r.revoked_at.map(rfc3339),
             last_used_at: r.last_used_at.map(rfc3339),
+            hint: r.hint.clone(),
         }
     }
 }
@@ -276,6 +294,8 @@ pub struct ImportedKey {
     pub expires_at: Option<i64>,
     /// From a `scopes` array claim, or a space-delimited `scope` claim; empty without either.
     pub scopes: Vec<String>,
+    /// [`hint`] of the key.
+    pub hint: String,
 }
 
 /// Signs and verifies with the HS256 secret (`JWT_SECRET`) that the edge filter also holds.
@@ -322,8 +342,20 @@ impl Signer {
             expires_at,
             revoked_at: None,
             last_used_at: None,
+            hint: Some(hint(&key)),
         };
         Ok((record, key))
+    }
+
+    /// Whether `key` is an HS256 JWT whose signature verifies with the secret (claims unchecked:
+    /// the caller reads the key's stored record). Cheap, and keeps forged keys from the database.
+    pub fn signature_verifies(&self, key: &str) -> bool {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        jsonwebtoken::decode_header(key).is_ok_and(|header| header.alg == Algorithm::HS256)
+            && jsonwebtoken::decode::<Map<String, Value>>(key, &self.decoding, &validation).is_ok()
     }
 
     /// Checks a key issued before keygate (e.g. ComfyUI Deploy's `jwt.sign({user_id, org_id},
@@ -391,6 +423,7 @@ impl Signer {
         };
         Ok(ImportedKey {
             key_sha256: sha256_hex(key),
+            hint: hint(key),
             user_id,
             org_id,
             jti,
@@ -627,6 +660,7 @@ mod tests {
             imported,
             ImportedKey {
                 key_sha256: sha256_hex(&key),
+                hint: key[key.len() - 4..].to_owned(),
                 user_id: "user_2a".into(),
                 org_id: Some("org_9".into()),
                 jti: None,

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod keys;
 pub mod metrics;
 pub mod observe;
+pub mod offered_scopes;
 pub mod pagination;
 pub mod rate_limits;
 pub mod routes;
@@ -28,10 +29,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 
-use crate::auth::{AdminToken, EdgeHeaders};
+use crate::auth::AdminToken;
+use crate::auth::csrf::AllowedOrigins;
+use crate::auth::session::Sessions;
 use crate::authorizer::Authorizer;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
+use crate::offered_scopes::OfferedScopes;
+pub use crate::routes::dashboard::DashboardLinks;
 pub use crate::routes::feed::FeedPolicy;
 use crate::store::KeyStore;
 use crate::store::metered::MeteredStore;
@@ -45,12 +50,20 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     store: Arc<dyn KeyStore>,
     signer: Arc<Signer>,
-    /// `None`: the management routes take only the edge's identity.
+    /// `None`: the management routes take only users.
     admin_token: Option<Arc<AdminToken>>,
-    /// `Some` with `--trust-edge-identity`.
-    edge_headers: Option<Arc<EdgeHeaders>>,
+    /// `--api-key-callers`: an API key with `keys:write` manages its user's (org's) keys.
+    api_key_callers: bool,
+    /// `Some` with `--session-issuer`: signed-in users of the identity provider.
+    sessions: Option<Arc<Sessions>>,
+    /// What signed-in users may grant, and the page offers.
+    offered_scopes: Arc<OfferedScopes>,
+    /// Origins besides the request's own that may make cookie-authenticated writes.
+    allowed_origins: Arc<AllowedOrigins>,
     /// `Some` with `--authorize-config`.
     authorizer: Option<Arc<Authorizer>>,
+    /// Where the keys page sends users to sign in and out.
+    dashboard_links: Arc<DashboardLinks>,
     cache_policy: CachePolicy,
     feed_policy: FeedPolicy,
     /// Becomes `true` when the server stops: long polls answer at once.
@@ -84,8 +97,12 @@ impl AppState {
             store: Arc::new(MeteredStore::new(store, metrics.clone())),
             signer: Arc::new(Signer::new(jwt_secret)),
             admin_token: None,
-            edge_headers: None,
+            api_key_callers: false,
+            sessions: None,
+            offered_scopes: Arc::new(OfferedScopes::default()),
+            allowed_origins: Arc::new(AllowedOrigins::default()),
             authorizer: None,
+            dashboard_links: Arc::new(DashboardLinks::default()),
             cache_policy: CachePolicy::default(),
             feed_policy: FeedPolicy::default(),
             stopping: tokio::sync::watch::Sender::new(false).subscribe(),
@@ -98,15 +115,44 @@ impl AppState {
         self
     }
 
-    /// Trust the edge's identity headers: only safe when nothing but the edge can reach us.
-    pub fn with_edge_identity(mut self, headers: EdgeHeaders) -> Self {
-        self.edge_headers = Some(Arc::new(headers));
+    /// API keys holding `keys:write` manage their own (org's) keys, verified here.
+    pub fn with_api_key_callers(mut self) -> Self {
+        self.api_key_callers = true;
+        self
+    }
+
+    /// Signed-in users of the identity provider, verified here against its JWKS.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(Arc::new(sessions));
+        self
+    }
+
+    pub fn with_offered_scopes(mut self, scopes: OfferedScopes) -> Self {
+        self.offered_scopes = Arc::new(scopes);
+        self
+    }
+
+    pub fn offered_scopes(&self) -> &OfferedScopes {
+        &self.offered_scopes
+    }
+
+    pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.allowed_origins = Arc::new(origins);
         self
     }
 
     pub fn with_authorizer(mut self, authorizer: Authorizer) -> Self {
         self.authorizer = Some(Arc::new(authorizer));
         self
+    }
+
+    pub fn with_dashboard_links(mut self, links: DashboardLinks) -> Self {
+        self.dashboard_links = Arc::new(links);
+        self
+    }
+
+    pub fn dashboard_links(&self) -> &DashboardLinks {
+        &self.dashboard_links
     }
 
     pub fn with_cache_policy(mut self, cache_policy: CachePolicy) -> Self {
@@ -133,10 +179,12 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .merge(routes::keys::router())
+        .merge(routes::me::router())
         .merge(routes::revocations::router())
         .merge(routes::feed::router())
         .merge(routes::usage::router())
         .merge(routes::authorize::router())
+        .merge(routes::dashboard::router())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(metrics::render))

@@ -58,7 +58,7 @@ async fn run(
     // Checked per command: `revoke`, `list`, `usage` and `set-limits` never touch key material.
     let secret = || required(jwt_secret, ConfigError::MissingJwtSecret);
     match command {
-        Command::Serve(args) => serve::serve(database, secret()?, args).await,
+        Command::Serve(args) => serve::serve(database, secret()?, *args).await,
         Command::Issue(args) => commands::issue(database, secret()?, args).await,
         Command::Import(args) => commands::import(database, secret()?, args).await,
         Command::Revoke(args) => commands::revoke(database, args).await,

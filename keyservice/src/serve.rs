@@ -8,17 +8,23 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 use crate::args::{ConfigError, Secret, ServeArgs, required};
-use crate::auth::EdgeHeaders;
+use crate::auth::csrf::AllowedOrigins;
+use crate::auth::session::Sessions;
 use crate::authorizer::Authorizer;
 use crate::commands::CommandError;
 use crate::connections::{ConnectionLimits, serve_connections};
+use crate::offered_scopes::OfferedScopes;
 use crate::store::{KeyStore, StoreError, StoreOptions};
 use crate::time::{now_ms, today};
 use crate::usage::DAY_WINDOW;
-use crate::{AppState, CachePolicy, FeedPolicy, app, store};
+use crate::{AppState, CachePolicy, DashboardLinks, FeedPolicy, app, store};
 
 pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(), CommandError> {
+    if args.trust_edge_identity {
+        return Err(ConfigError::TrustEdgeIdentityRemoved.into());
+    }
     let admin_token = admin_token(&args)?;
+    let callers = Callers::from_args(&args).map_err(ConfigError::Callers)?;
     // Read before touching the database, so a bad file fails at once.
     let authorizer = args
         .authorize_config
@@ -39,20 +45,7 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
     if let Some(token) = admin_token {
         state = state.with_admin_token(token.expose());
     }
-    if args.trust_edge_identity {
-        tracing::warn!(
-            "trusting the edge's identity headers ({}, {}, {}): keyservice must be reachable \
-             only through the edge",
-            args.edge_user_header,
-            args.edge_org_header,
-            args.edge_payload_header
-        );
-        state = state.with_edge_identity(EdgeHeaders {
-            user: args.edge_user_header.to_ascii_lowercase(),
-            org: args.edge_org_header.to_ascii_lowercase(),
-            payload: args.edge_payload_header.to_ascii_lowercase(),
-        });
-    }
+    state = callers.apply(state);
     if let Some(authorizer) = authorizer {
         tracing::info!("/v1/authorize enabled");
         state = state.with_authorizer(authorizer);
@@ -103,6 +96,59 @@ pub async fn serve(database: &str, secret: &Secret, args: ServeArgs) -> Result<(
     Ok(())
 }
 
+/// Who may call the management routes besides the admin, and what the keys page shows; checked
+/// before the database is touched, so a bad flag or file fails at once.
+struct Callers {
+    api_keys: bool,
+    sessions: Option<Sessions>,
+    offered_scopes: OfferedScopes,
+    allowed_origins: AllowedOrigins,
+    links: DashboardLinks,
+}
+
+impl Callers {
+    fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        let sessions = match (&args.session_issuer, &args.session_jwks_url) {
+            (Some(issuer), Some(jwks_url)) => Some(Sessions::new(
+                issuer.clone(),
+                jwks_url.clone(),
+                args.session_authorized_parties.clone(),
+                args.session_cookie.clone(),
+            )?),
+            _ => None,
+        };
+        let offered_scopes = match &args.scopes {
+            Some(path) => OfferedScopes::from_file(path)?,
+            None => OfferedScopes::default(),
+        };
+        Ok(Self {
+            api_keys: args.api_key_callers,
+            sessions,
+            offered_scopes,
+            allowed_origins: AllowedOrigins::new(&args.allowed_origins)?,
+            links: DashboardLinks {
+                sign_in_url: args.sign_in_url.clone(),
+                sign_out_url: args.sign_out_url.clone(),
+            },
+        })
+    }
+
+    fn apply(self, mut state: AppState) -> AppState {
+        if self.api_keys {
+            tracing::info!("API keys with keys:write manage their own keys (verified here)");
+            state = state.with_api_key_callers();
+        }
+        if let Some(sessions) = self.sessions {
+            tracing::info!(issuer = %sessions.issuer, "signed-in users manage their keys (sessions verified here)");
+            state = state.with_sessions(sessions);
+        }
+        state
+            .with_offered_scopes(self.offered_scopes)
+            .with_allowed_origins(self.allowed_origins)
+            .with_dashboard_links(self.links)
+    }
+}
+
 /// Once a minute: deletes the feed's events older than `feed_retention`, usage days older than
 /// `usage_retention_days`, and the ids of usage batches that can no longer be retried (their
 /// newest day is out of the window reports are accepted in). Every replica does it; the deletes
@@ -147,13 +193,13 @@ async fn maintain(store: Arc<dyn KeyStore>, feed_retention: Duration, usage_rete
     }
 }
 
-/// The admin token, if any. A blank one is as good as none (refused unless the edge's identity
-/// is trusted); one that no request could present is refused, rather than accepted at start and
+/// The admin token, if any. A blank one is as good as none (refused unless users can call the
+/// management routes); one that no request could present is refused, rather than accepted at start and
 /// then never matched.
 fn admin_token(args: &ServeArgs) -> Result<Option<&Secret>, ConfigError> {
     let token = match required(args.admin_token.as_ref(), ConfigError::MissingAdminToken) {
         Ok(token) => token,
-        Err(_) if args.trust_edge_identity => return Ok(None),
+        Err(_) if args.api_key_callers || args.session_issuer.is_some() => return Ok(None),
         Err(e) => return Err(e),
     };
     match unmatchable_because(token.expose()) {
@@ -241,7 +287,7 @@ mod tests {
     fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let cli = Cli::try_parse_from(["keyservice", "serve"].iter().chain(args))?;
         match cli.command {
-            Command::Serve(args) => Ok(args),
+            Command::Serve(args) => Ok(*args),
             _ => unreachable!("parsed `serve`"),
         }
     }
@@ -263,18 +309,43 @@ mod tests {
     }
 
     #[test]
-    fn a_blank_admin_token_is_none_only_when_the_edge_is_trusted() {
+    fn a_blank_admin_token_is_none_only_when_users_can_call() {
         let args = serve_args(&["--admin-token", "  "]).unwrap();
         assert!(matches!(
             admin_token(&args),
             Err(ConfigError::MissingAdminToken)
         ));
-        let args = serve_args(&["--admin-token", "  ", "--trust-edge-identity"]).unwrap();
+        let args = serve_args(&["--admin-token", "  ", "--api-key-callers"]).unwrap();
         assert!(admin_token(&args).unwrap().is_none());
-        let args = serve_args(&["--admin-token", " x ", "--trust-edge-identity"]).unwrap();
+        let args = serve_args(&["--admin-token", " x ", "--api-key-callers"]).unwrap();
         assert!(
             admin_token(&args).is_err(),
             "a given token must still be usable"
+        );
+    }
+
+    #[test]
+    fn caller_flags_are_checked_naming_the_flag() {
+        let error = |flags: &[&str]| {
+            Callers::from_args(&serve_args(flags).unwrap())
+                .err()
+                .unwrap()
+        };
+        let session = [
+            "--session-issuer",
+            "https://clerk.example.com",
+            "--session-jwks-url",
+            "https://clerk.example.com/.well-known/jwks.json",
+        ];
+        assert!(error(&session).contains("--session-authorized-party"));
+        let mut with_azp = session.to_vec();
+        with_azp.extend(["--session-authorized-party", "https://app.example.com"]);
+        assert!(Callers::from_args(&serve_args(&with_azp).unwrap()).is_ok());
+        assert!(error(&["--allowed-origin", "app.example.com"]).contains("--allowed-origin"));
+        assert!(error(&["--scopes", "/nonexistent/scopes.json"]).contains("--scopes"));
+        assert!(
+            serve_args(&["--session-issuer", "https://x"]).is_err(),
+            "an issuer needs its JWKS URL"
         );
     }
 

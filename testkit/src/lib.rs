@@ -1,7 +1,8 @@
 //! What keygate's integration tests (`tests/integration/`) and keyservice's
 //! (`keyservice/tests/integration/`) share: the binaries under test, processes killed on drop,
 //! Envoy (its bootstrap and the process), polling, HTTP over a client and byte for byte, servers
-//! that stand in for keyservice or an identity provider, free ports and tempdirs.
+//! that stand in for keyservice or an identity provider, free ports and tempdirs, and a headless
+//! browser ([`webdriver`]) with pages of a test's own to load in it ([`static_site`]).
 //!
 //! It drives keygate, keyservice and echo-upstream as processes and through their JSON
 //! configuration, never as crates, so it compiles once for both test suites. Every wait has a
@@ -22,7 +23,9 @@ pub mod poll;
 pub mod ports;
 pub mod process;
 pub mod raw_http;
+pub mod static_site;
 pub mod token;
+pub mod webdriver;
 
 pub use poll::poll;
 

@@ -4,12 +4,15 @@
 //!   which loads the built filter and runs its configuration check;
 //! - the docker-compose rig (deploy/compose/) is parsed and validated by the compose tool itself
 //!   (`docker compose` or Debian's `docker-compose`, installed by `make tools`), and agrees with
-//!   its Envoy configuration and deploy/Dockerfile; the images' healthcheck works against a real
-//!   keyservice;
+//!   its Envoy configuration and deploy/Dockerfile (dev-idp's issuer, audience and keys, the
+//!   requirement of each route, which its Envoy decides in a real run); the images' healthcheck
+//!   works against a real keyservice; nothing in deploy/ runs keyservice trusting identity headers;
 //! - the Kubernetes and Istio manifests (deploy/kubernetes/, deploy/istio/) are Kubernetes
-//!   objects of known kinds (core kinds through k8s-openapi's types, strictly), the WasmPlugin
-//!   passes the CRD's openAPIV3Schema and its CEL rules, its pluginConfig is a valid keygate
-//!   configuration, and the pieces refer to each other correctly;
+//!   objects of known kinds (core kinds through k8s-openapi's types, strictly; Istio's security
+//!   kinds against their fields), the WasmPlugin passes the CRD's openAPIV3Schema and its CEL
+//!   rules, its pluginConfig is a valid keygate configuration, and the pieces refer to each other
+//!   correctly; keyservice's NetworkPolicies admit exactly the edge, and its AuthorizationPolicy,
+//!   evaluated for each caller, lets only the ingress gateway manage keys;
 //! - `make oci`'s image layout is Istio's "compat" Wasm image of the built filter, and skopeo
 //!   reads and copies it.
 //!
@@ -554,8 +557,13 @@ fn compose_file_is_valid_and_wires_envoy_keyservice_and_echo() {
     let services = &config["services"];
     assert_eq!(
         started_services(&config, &[]),
-        BTreeSet::from(["envoy".into(), "keyservice".into(), "echo".into()]),
-        "`docker compose up` should start Envoy, keyservice and echo: {services:#}"
+        BTreeSet::from([
+            "envoy".into(),
+            "keyservice".into(),
+            "echo".into(),
+            "dev-idp".into()
+        ]),
+        "`docker compose up` should start Envoy, keyservice, echo and dev-idp: {services:#}"
     );
 
     // Envoy: the official image, of the line the tests run, with the filter and its config.
@@ -601,8 +609,8 @@ fn compose_file_is_valid_and_wires_envoy_keyservice_and_echo() {
         );
     }
 
-    // Envoy waits for keyservice and echo to be healthy (their images' healthchecks).
-    for dependency in ["keyservice", "echo"] {
+    // Envoy waits for keyservice, echo and dev-idp to be healthy (their images' healthchecks).
+    for dependency in ["keyservice", "echo", "dev-idp"] {
         assert_eq!(
             at(envoy, &format!("depends_on.{dependency}.condition")),
             "service_healthy",
@@ -629,7 +637,11 @@ fn compose_file_is_valid_and_wires_envoy_keyservice_and_echo() {
 
     // Both images come from deploy/Dockerfile, each from its stage.
     let dockerfile = Dockerfile::parse(&read("deploy/Dockerfile"));
-    for (service, stage) in [("keyservice", "keyservice"), ("echo", "echo-upstream")] {
+    for (service, stage) in [
+        ("keyservice", "keyservice"),
+        ("echo", "echo-upstream"),
+        ("dev-idp", "dev-idp"),
+    ] {
         let build = &services[service]["build"];
         assert_eq!(Path::new(str_at(build, "context")), root(), "{service}");
         assert_eq!(
@@ -733,6 +745,7 @@ fn compose_postgres_profile_switches_keyservice_to_the_postgres_service() {
             "envoy".into(),
             "keyservice".into(),
             "echo".into(),
+            "dev-idp".into(),
             "postgres".into()
         ])
     );
@@ -754,6 +767,395 @@ fn compose_postgres_profile_switches_keyservice_to_the_postgres_service() {
     );
     // keyservice is started again until Postgres accepts connections.
     assert_eq!(services["keyservice"]["restart"], "on-failure");
+}
+
+/// A service's command (or any list of arguments) as strings.
+fn args_of(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("expected a list of arguments, got {list}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The argument after `flag` (`--flag VALUE` or `--flag=VALUE`).
+fn flag_value<'a>(args: &[&'a str], flag: &str) -> &'a str {
+    let prefix = format!("{flag}=");
+    args.iter()
+        .enumerate()
+        .find_map(|(index, arg)| match arg.strip_prefix(&prefix) {
+            Some(value) => Some(value),
+            None => (*arg == flag)
+                .then(|| args.get(index + 1).copied())
+                .flatten(),
+        })
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+}
+
+/// keygate's configuration (the JSON in its `StringValue`) of a bootstrap's one Wasm filter.
+fn plugin_config_of(bootstrap: &Value) -> Value {
+    let filters = wasm_filter_configs(bootstrap);
+    serde_json::from_str(str_at(filters[0], "configuration.value")).unwrap()
+}
+
+fn provider<'a>(plugin: &'a Value, name: &str) -> &'a Value {
+    plugin["providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|provider| provider["name"] == name)
+        .unwrap_or_else(|| panic!("no provider {name} in {:#}", plugin["providers"]))
+}
+
+/// The scopes a key page offers (keyservice --scopes): a JSON list of `{name, description}`,
+/// names unique; their names.
+fn scope_names(text: &str, what: &str) -> Vec<String> {
+    let scopes: Vec<BTreeMap<String, String>> = serde_json::from_str(text)
+        .unwrap_or_else(|err| panic!("{what}: not a list of {{name, description}}: {err}"));
+    let mut names = Vec::new();
+    for scope in &scopes {
+        let keys: Vec<&str> = scope.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["description", "name"], "{what}: {scope:?}");
+        assert!(
+            scope.values().all(|value| !value.trim().is_empty()),
+            "{what}: {scope:?}"
+        );
+        assert!(
+            !names.contains(&scope["name"]),
+            "{what}: {} twice",
+            scope["name"]
+        );
+        names.push(scope["name"].clone());
+    }
+    assert!(
+        names.iter().any(|name| name == "keys:write"),
+        "{what} should offer keys:write (a key that manages keys): {names:?}"
+    );
+    names
+}
+
+/// The compose rig signs people in with dev-idp, and every party agrees on its tokens: keyservice
+/// and keygate expect the issuer dev-idp writes and the origin Envoy serves the page on, and both
+/// fetch its keys from the dev-idp service.
+#[test]
+fn compose_runs_dev_idp_and_keyservice_verifies_its_sessions() {
+    let config = compose_config(None);
+    let services = &config["services"];
+    let dev_idp = &services["dev-idp"];
+    let keyservice = &services["keyservice"];
+    let envoy = &services["envoy"];
+
+    // dev-idp: the issuer the rig of `make run` uses, for the origin of Envoy's listener.
+    let idp = args_of(&dev_idp["command"]);
+    let issuer = flag_value(&idp, "--issuer");
+    let authorized_party = flag_value(&idp, "--authorized-party");
+    let idp_port = port_of(flag_value(&idp, "--listen"));
+    assert_eq!(issuer, "http://127.0.0.1:8082");
+    assert_eq!(authorized_party, "http://127.0.0.1:10000");
+    assert!(
+        envoy["ports"]
+            .to_string()
+            .contains(&format!("127.0.0.1:{}", port_of(authorized_party))),
+        "the authorized party should be the origin Envoy publishes: {}",
+        envoy["ports"]
+    );
+    // Reached through Envoy only; development only, and says so.
+    assert!(dev_idp["ports"].is_null(), "dev-idp publishes no port");
+    let compose = read("deploy/compose/compose.yaml");
+    let before_service = compose
+        .split("\n  dev-idp:\n")
+        .next()
+        .and_then(|text| text.rsplit("\n\n").next())
+        .unwrap_or_default();
+    assert!(
+        before_service.contains("DEVELOPMENT ONLY"),
+        "the dev-idp service's comment should say it is for development only: {before_service}"
+    );
+
+    // keyservice verifies API keys and dev-idp's sessions itself.
+    let args = args_of(&keyservice["command"]);
+    assert_eq!(args.first(), Some(&"serve"), "{args:?}");
+    assert!(args.contains(&"--api-key-callers"), "{args:?}");
+    assert_eq!(flag_value(&args, "--session-issuer"), issuer);
+    assert_eq!(
+        flag_value(&args, "--session-jwks-url"),
+        format!("http://dev-idp:{idp_port}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        flag_value(&args, "--session-authorized-party"),
+        authorized_party
+    );
+    assert_eq!(flag_value(&args, "--sign-in-url"), "/sign-in");
+    assert_eq!(flag_value(&args, "--sign-out-url"), "/sign-out");
+    let scopes = mount_source(keyservice, flag_value(&args, "--scopes"));
+    assert_eq!(scopes, root().join("deploy/compose/scopes.json"));
+    scope_names(
+        &read("deploy/compose/scopes.json"),
+        "deploy/compose/scopes.json",
+    );
+    for service in [envoy, keyservice] {
+        assert_eq!(
+            at(service, "depends_on.dev-idp.condition"),
+            "service_healthy",
+            "{:#}",
+            service["depends_on"]
+        );
+    }
+
+    // keygate's provider for the same sessions, its keys from the dev-idp service.
+    let bootstrap = yaml_file("deploy/compose/envoy.yaml").remove(0);
+    let plugin = plugin_config_of(&bootstrap);
+    let sessions = provider(&plugin, "dev-idp");
+    assert_eq!(sessions["issuer"], issuer);
+    assert_eq!(sessions["algorithms"], json!(["RS256"]));
+    assert_eq!(sessions["sources"], json!([{"cookie": "__session"}]));
+    assert_eq!(
+        sessions["claims"],
+        json!([{"claim": "azp", "in": [authorized_party]}])
+    );
+    assert_eq!(
+        sessions["claims_to_headers"],
+        json!({"sub": "x-user-id", "org_id": "x-org-id"})
+    );
+    assert_eq!(at(sessions, "remote_jwks.path"), "/.well-known/jwks.json");
+    let jwks_cluster = str_at(sessions, "remote_jwks.cluster");
+    assert_eq!(
+        cluster_addresses(&bootstrap).get(jwks_cluster),
+        Some(&("dev-idp".to_owned(), idp_port)),
+        "keygate should fetch dev-idp's keys from the dev-idp service"
+    );
+    // keyservice reads the API key provider's tokens itself: keygate leaves them in place.
+    let api_keys = provider(&plugin, "api-keys");
+    assert_eq!(at(api_keys, "secret.env"), SECRET_VAR);
+    for provider in plugin["providers"].as_array().unwrap() {
+        assert!(
+            provider
+                .get("strip_source")
+                .is_none_or(|strip| strip == false),
+            "keyservice needs the credential: {provider}"
+        );
+    }
+}
+
+/// (match, cluster, requirement named in the route's metadata) of a bootstrap's routes.
+fn route_table(bootstrap: &Value) -> Vec<(Value, String, Option<String>)> {
+    at(
+        connection_manager(bootstrap),
+        "route_config.virtual_hosts.0.routes",
+    )
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|route| {
+        (
+            route["match"].clone(),
+            str_at(route, "route.cluster").to_owned(),
+            at(route, "metadata.filter_metadata.keygate.requirement")
+                .as_str()
+                .map(str::to_owned),
+        )
+    })
+    .collect()
+}
+
+/// The page and the self-service API go to keyservice, sign-in to dev-idp, the rest to echo, each
+/// with the requirement its comment gives (the same names as `make run`'s envoy/envoy.yaml).
+#[test]
+fn compose_envoy_routes_each_path_to_its_service_and_requirement() {
+    let bootstrap = yaml_file("deploy/compose/envoy.yaml").remove(0);
+    let route = |matcher: Value, cluster: &str, requirement: Option<&str>| {
+        (matcher, cluster.to_owned(), requirement.map(str::to_owned))
+    };
+    let separated = |prefix: &str| json!({"path_separated_prefix": prefix});
+    let exact = |path: &str| json!({"path": path});
+    assert_eq!(
+        route_table(&bootstrap),
+        vec![
+            route(separated("/keys"), "keyservice", Some("keys-page")),
+            route(separated("/v1/keys"), "keyservice", Some("keys-api")),
+            route(exact("/v1/me"), "keyservice", Some("keys-api")),
+            route(exact("/sign-in"), "dev_idp", Some("sign-in")),
+            route(exact("/sign-out"), "dev_idp", Some("sign-in")),
+            route(separated("/dev-idp"), "dev_idp", Some("sign-in")),
+            route(json!({"prefix": "/"}), "echo", None),
+        ]
+    );
+    let plugin = plugin_config_of(&bootstrap);
+    assert_eq!(
+        plugin["requirements"],
+        json!({
+            "api": {"provider": "api-keys"},
+            "keys-page": {"provider": "dev-idp", "allow_missing_or_failed": true},
+            "keys-api": {"any": ["dev-idp", "api-keys"]},
+            "sign-in": {"provider": "dev-idp", "allow_missing_or_failed": true}
+        })
+    );
+    // Every other route: API keys only.
+    assert_eq!(plugin["default_requirement"], "api");
+    assert_eq!(
+        plugin["rules"],
+        json!([{"match": {"path": "/healthz", "methods": ["GET", "HEAD"]}, "action": "allow"}])
+    );
+}
+
+/// What the compose rig's Envoy decides on each route, in a real Envoy with the built filter:
+/// `deploy/compose/envoy.yaml` as shipped but on loopback, every route sent to echo-upstream (so
+/// the identity each upstream would get shows), a stand-in for dev-idp serving its keys.
+#[test]
+fn compose_envoy_decides_each_route_as_its_comments_say() {
+    const ISSUER: &str = "http://127.0.0.1:8082";
+    const ORIGIN: &str = "http://127.0.0.1:10000";
+    let mut bootstrap = testkit::bootstrap_edit::shipped_bootstrap("deploy/compose/envoy.yaml");
+    let routes = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+    for route in routes.as_array_mut().unwrap() {
+        route["route"]["cluster"] = json!("echo");
+    }
+    let idp = testkit::idp::Idp::start(ISSUER);
+    let signing = testkit::idp_keys::IdpKey::rsa("dev-0123abcd");
+    idp.publish(&signing);
+    let rig = crate::support::Rig::builder()
+        .bootstrap(bootstrap)
+        .cluster("dev_idp", idp.addr)
+        .start();
+    let now = testkit::token::now();
+    let session = |azp: &str, exp: u64| {
+        let claims = json!({
+            "iss": ISSUER, "azp": azp, "sub": "user_alice", "sid": "sess_1",
+            "org_id": "org_acme", "org_role": "org:admin",
+            "iat": now - 10, "nbf": now - 10, "exp": exp,
+        });
+        format!("__session={}", signing.sign(&claims))
+    };
+    let signed_in = session(ORIGIN, now + 600);
+    let expired = session(ORIGIN, now - 3600);
+    let elsewhere = session("https://evil.example", now + 600);
+    let key = rig.keyservice.issue("user_api", Some("org_api"), None);
+    let bearer = format!("Bearer {}", key.key);
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("x-user-id", "mallory")];
+        all.extend_from_slice(headers);
+        rig.get(path, &all)
+    };
+    use crate::support::{expect_allowed, expect_missing_credential};
+
+    let mut cases = crate::support::Cases::new();
+    cases.check(
+        "the key page signed out: it loads, without identity",
+        expect_allowed(&get("/keys", &[]), None, None),
+    );
+    cases.check(
+        "the key page's script with an expired session: it loads, without identity",
+        expect_allowed(&get("/keys/app.js", &[("cookie", &expired)]), None, None),
+    );
+    cases.check(
+        "the key page signed in: the session's user and org",
+        expect_allowed(
+            &get("/keys", &[("cookie", &signed_in)]),
+            Some("user_alice"),
+            Some("org_acme"),
+        ),
+    );
+    cases.check(
+        "/v1/me signed out: keygate's 401",
+        expect_missing_credential(&get("/v1/me", &[])),
+    );
+    cases.check(
+        "/v1/me signed in",
+        expect_allowed(
+            &get("/v1/me", &[("cookie", &signed_in)]),
+            Some("user_alice"),
+            Some("org_acme"),
+        ),
+    );
+    cases.check(
+        "/v1/keys with an API key",
+        expect_allowed(
+            &get("/v1/keys", &[("authorization", &bearer)]),
+            Some("user_api"),
+            Some("org_api"),
+        ),
+    );
+    cases.check(
+        "/v1/keys/{id} with a session",
+        expect_allowed(
+            &get(&format!("/v1/keys/{}", key.id), &[("cookie", &signed_in)]),
+            Some("user_alice"),
+            Some("org_acme"),
+        ),
+    );
+    cases.check(
+        "/v1/keys with a session made for another origin (azp): refused",
+        crate::support::providers::expect_rejected(
+            &get("/v1/keys", &[("cookie", &elsewhere)]),
+            "token claims are not accepted",
+        ),
+    );
+    cases.check(
+        "/v1/keys with an expired session: refused",
+        crate::support::expect_status(&get("/v1/keys", &[("cookie", &expired)]), 401),
+    );
+    for path in [
+        "/sign-in?redirect_url=/keys",
+        "/sign-out",
+        "/dev-idp/style.css",
+    ] {
+        cases.check(
+            &format!("{path}: public"),
+            expect_allowed(&get(path, &[]), None, None),
+        );
+    }
+    cases.check(
+        "the upstream with a session: API keys only there",
+        expect_missing_credential(&get("/hello", &[("cookie", &signed_in)])),
+    );
+    cases.check(
+        "a path that only starts like /keys is the upstream's",
+        expect_missing_credential(&get("/keysmith", &[("cookie", &signed_in)])),
+    );
+    cases.check(
+        "the upstream with an API key",
+        expect_allowed(
+            &get("/hello", &[("authorization", &bearer)]),
+            Some("user_api"),
+            Some("org_api"),
+        ),
+    );
+    cases.check(
+        "/healthz without a key",
+        expect_allowed(&get("/healthz", &[]), None, None),
+    );
+    cases.finish(|| rig.envoy_log_tail(40));
+}
+
+/// keyservice no longer takes its caller from identity headers: no deployment may start it so
+/// (it would refuse to start anyway).
+#[test]
+fn nothing_in_deploy_runs_keyservice_trusting_identity_headers() {
+    let mut files = Vec::new();
+    let mut stack = vec![root().join("deploy")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 10, "{files:?}");
+    let offending: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            fs::read_to_string(path).is_ok_and(|text| {
+                let text = text.to_ascii_lowercase();
+                text.contains("trust-edge-identity") || text.contains("trust_edge_identity")
+            })
+        })
+        .map(|path| relative(path))
+        .collect();
+    assert!(offending.is_empty(), "{offending:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,6 +1273,7 @@ fn dockerfile_is_multi_stage_slim_and_unprivileged_with_healthchecks() {
         "Cargo.toml",
         "keyservice/Cargo.toml",
         "echo-upstream/Cargo.toml",
+        "dev-idp/Cargo.toml",
     ] {
         let required = read(manifest)
             .lines()
@@ -884,7 +1287,7 @@ fn dockerfile_is_multi_stage_slim_and_unprivileged_with_healthchecks() {
     }
     let cargo = build.all("RUN").join("\n");
     assert!(
-        cargo.contains("cargo build --locked --release -p keyservice -p echo-upstream"),
+        cargo.contains("cargo build --locked --release -p keyservice -p echo-upstream -p dev-idp"),
         "{cargo}"
     );
 
@@ -908,6 +1311,7 @@ fn dockerfile_is_multi_stage_slim_and_unprivileged_with_healthchecks() {
     for (stage, binary, port, path) in [
         ("keyservice", "keyservice", "8081", "/healthz"),
         ("echo-upstream", "echo-upstream", "8080", "/"),
+        ("dev-idp", "dev-idp", "8082", "/healthz"),
     ] {
         let lineage = dockerfile.lineage(stage);
         assert!(
@@ -1139,8 +1543,9 @@ fn is_dns_label(name: &str) -> bool {
 fn manifests_are_kubernetes_objects_of_known_kinds() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{
-        Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+        ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
     };
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
 
     let manifests = manifests();
     let mut failures = Vec::new();
@@ -1172,10 +1577,14 @@ fn manifests_are_kubernetes_objects_of_known_kinds() {
                 strict_typed::<Namespace>(manifest)
             }
             ("v1", "Secret") => strict_typed::<Secret>(manifest),
+            ("v1", "ConfigMap") => strict_typed::<ConfigMap>(manifest),
             ("v1", "ServiceAccount") => strict_typed::<ServiceAccount>(manifest),
             ("v1", "Service") => strict_typed::<Service>(manifest),
             ("v1", "PersistentVolumeClaim") => strict_typed::<PersistentVolumeClaim>(manifest),
             ("apps/v1", "Deployment") => strict_typed::<Deployment>(manifest),
+            ("networking.k8s.io/v1", "NetworkPolicy") => strict_typed::<NetworkPolicy>(manifest),
+            ("security.istio.io/v1", "AuthorizationPolicy") => check_authorization_policy(object),
+            ("security.istio.io/v1", "PeerAuthentication") => check_peer_authentication(object),
             ("extensions.istio.io/v1alpha1", "WasmPlugin") => {
                 validate_wasmplugin(object).map_err(|errors| errors.join("; "))
             }
@@ -1835,6 +2244,757 @@ fn istio_example_pieces_refer_to_each_other() {
     // The namespace has sidecar injection.
     let namespace = find(&manifests, "Namespace", NAMESPACE);
     assert_eq!(at(namespace, "metadata.labels.istio-injection"), "enabled");
+}
+
+// ---- keyservice behind the edge: NetworkPolicy, AuthorizationPolicy ---------------------------
+
+/// Fields that `object` has and `known` does not, with `what` for the path.
+fn unknown_fields(object: &Value, known: &[&str], what: &str) -> Result<(), String> {
+    let map = object
+        .as_object()
+        .ok_or_else(|| format!("`{what}` is not a mapping"))?;
+    match map.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(format!("`{what}.{key}` is not a field (known: {known:?})")),
+        None => Ok(()),
+    }
+}
+
+fn string_list(value: &Value, what: &str) -> Result<(), String> {
+    match value.as_array() {
+        Some(items) if !items.is_empty() && items.iter().all(Value::is_string) => Ok(()),
+        _ => Err(format!("`{what}` must be a non-empty list of strings")),
+    }
+}
+
+/// Istio's workload selector: `matchLabels` only.
+fn check_workload_selector(selector: &Value, what: &str) -> Result<(), String> {
+    unknown_fields(selector, &["matchLabels"], what)?;
+    match selector["matchLabels"].as_object() {
+        Some(labels) if !labels.is_empty() && labels.values().all(Value::is_string) => Ok(()),
+        _ => Err(format!("`{what}.matchLabels` must map labels to strings")),
+    }
+}
+
+/// Istio's string match in principals, namespaces and paths: exact, `prefix*`, `*suffix` or `*`.
+fn check_istio_patterns(value: &Value, what: &str) -> Result<(), String> {
+    string_list(value, what)?;
+    for pattern in value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let inner = pattern.trim_start_matches('*').trim_end_matches('*');
+        if pattern.is_empty() || inner.contains('*') || pattern.starts_with("**") {
+            return Err(format!(
+                "`{what}`: {pattern:?} (a `*` only at the start or the end)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Istio's AuthorizationPolicy (security.istio.io/v1), against the fields of its API.
+fn check_authorization_policy(object: &Value) -> Result<(), String> {
+    const SOURCE: &[&str] = &[
+        "principals",
+        "notPrincipals",
+        "requestPrincipals",
+        "notRequestPrincipals",
+        "namespaces",
+        "notNamespaces",
+        "ipBlocks",
+        "notIpBlocks",
+        "remoteIpBlocks",
+        "notRemoteIpBlocks",
+        "serviceAccounts",
+        "notServiceAccounts",
+    ];
+    const OPERATION: &[&str] = &[
+        "hosts",
+        "notHosts",
+        "ports",
+        "notPorts",
+        "methods",
+        "notMethods",
+        "paths",
+        "notPaths",
+    ];
+    unknown_fields(object, &["apiVersion", "kind", "metadata", "spec"], "")?;
+    let spec = &object["spec"];
+    unknown_fields(
+        spec,
+        &[
+            "selector",
+            "targetRef",
+            "targetRefs",
+            "rules",
+            "action",
+            "provider",
+        ],
+        "spec",
+    )?;
+    if !spec["selector"].is_null() {
+        check_workload_selector(&spec["selector"], "spec.selector")?;
+    }
+    if !spec["action"].is_null() {
+        let action = spec["action"].as_str().unwrap_or_default();
+        if !["ALLOW", "DENY", "AUDIT", "CUSTOM"].contains(&action) {
+            return Err(format!("`spec.action` is {}", spec["action"]));
+        }
+    }
+    for (index, rule) in spec["rules"].as_array().into_iter().flatten().enumerate() {
+        let what = format!("spec.rules[{index}]");
+        unknown_fields(rule, &["from", "to", "when"], &what)?;
+        for (i, from) in rule["from"].as_array().into_iter().flatten().enumerate() {
+            let what = format!("{what}.from[{i}]");
+            unknown_fields(from, &["source"], &what)?;
+            unknown_fields(&from["source"], SOURCE, &format!("{what}.source"))?;
+            for (field, value) in from["source"].as_object().into_iter().flatten() {
+                check_istio_patterns(value, &format!("{what}.source.{field}"))?;
+            }
+        }
+        for (i, to) in rule["to"].as_array().into_iter().flatten().enumerate() {
+            let what = format!("{what}.to[{i}]");
+            unknown_fields(to, &["operation"], &what)?;
+            unknown_fields(&to["operation"], OPERATION, &format!("{what}.operation"))?;
+            for (field, value) in to["operation"].as_object().into_iter().flatten() {
+                check_istio_patterns(value, &format!("{what}.operation.{field}"))?;
+            }
+        }
+        for (i, when) in rule["when"].as_array().into_iter().flatten().enumerate() {
+            unknown_fields(
+                when,
+                &["key", "values", "notValues"],
+                &format!("{what}.when[{i}]"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Istio's PeerAuthentication (security.istio.io/v1), against the fields of its API.
+fn check_peer_authentication(object: &Value) -> Result<(), String> {
+    unknown_fields(object, &["apiVersion", "kind", "metadata", "spec"], "")?;
+    let spec = &object["spec"];
+    unknown_fields(spec, &["selector", "mtls", "portLevelMtls"], "spec")?;
+    if !spec["selector"].is_null() {
+        check_workload_selector(&spec["selector"], "spec.selector")?;
+    }
+    unknown_fields(&spec["mtls"], &["mode"], "spec.mtls")?;
+    let mode = at(spec, "mtls.mode").as_str().unwrap_or_default();
+    if ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"].contains(&mode) {
+        Ok(())
+    } else {
+        Err(format!("`spec.mtls.mode` is {}", at(spec, "mtls.mode")))
+    }
+}
+
+/// The labels of a Deployment's pods.
+fn pod_labels(manifests: &[Manifest], deployment: &str) -> BTreeMap<String, String> {
+    serde_json::from_value(
+        at(
+            find(manifests, "Deployment", deployment),
+            "spec.template.metadata.labels",
+        )
+        .clone(),
+    )
+    .unwrap()
+}
+
+/// Whether every label of a (non-empty) `selector` holds for `labels`.
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn network_policies(
+    manifests: &[Manifest],
+) -> Vec<k8s_openapi::api::networking::v1::NetworkPolicy> {
+    manifests
+        .iter()
+        .filter(|m| m.kind() == "NetworkPolicy")
+        .map(|m| {
+            serde_json::from_value(m.object.clone())
+                .unwrap_or_else(|err| panic!("{}: not a NetworkPolicy: {err}", m.file))
+        })
+        .collect()
+}
+
+/// The label selector as labels, refusing what this check does not evaluate (expressions).
+fn match_labels(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<BTreeMap<String, String>, String> {
+    let Some(selector) = selector else {
+        return Ok(BTreeMap::new());
+    };
+    if selector
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        return Err(format!(
+            "matchExpressions are not evaluated here: {selector:?}"
+        ));
+    }
+    Ok(selector.match_labels.clone().unwrap_or_default())
+}
+
+/// A source of traffic as a NetworkPolicy names it, in a form to compare (an empty label map
+/// selects everything).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// Pods of the policy's own namespace with these labels (empty: all of them).
+    Pods(BTreeMap<String, String>),
+    /// Pods with these labels (empty: all) in namespaces with those labels (empty: all).
+    PodsInNamespaces(BTreeMap<String, String>, BTreeMap<String, String>),
+    /// An IP block, or a rule without `from` (anyone at all): where it is.
+    Anyone(String),
+}
+
+/// What is wrong with the NetworkPolicies of keyservice's pods (whose labels are `keyservice`):
+/// they must deny by default, and admit exactly `edge`, on `port` alone.
+fn keyservice_ingress_problems(
+    policies: &[k8s_openapi::api::networking::v1::NetworkPolicy],
+    keyservice: &BTreeMap<String, String>,
+    edge: &BTreeSet<Source>,
+    port: i32,
+) -> Vec<String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut problems = Vec::new();
+    let mut admitted = BTreeSet::new();
+    let mut default_deny = false;
+    for policy in policies {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let Some(spec) = &policy.spec else {
+            problems.push(format!("{name}: no spec"));
+            continue;
+        };
+        let selector = match match_labels(spec.pod_selector.as_ref()) {
+            Ok(selector) => selector,
+            Err(err) => {
+                problems.push(format!("{name}: {err}"));
+                continue;
+            }
+        };
+        // An empty podSelector selects every pod of the namespace, keyservice's included.
+        if !(selector.is_empty() || selects(&selector, keyservice)) {
+            continue;
+        }
+        let types = spec.policy_types.clone().unwrap_or_default();
+        let rules = spec.ingress.clone().unwrap_or_default();
+        if !types.iter().any(|t| t == "Ingress") && rules.is_empty() {
+            continue;
+        }
+        if rules.is_empty() {
+            default_deny = true;
+        }
+        for (index, rule) in rules.iter().enumerate() {
+            let at = format!("{name}: ingress[{index}]");
+            let ports: Vec<(Option<&str>, Option<&IntOrString>, Option<i32>)> = rule
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| (p.protocol.as_deref(), p.port.as_ref(), p.end_port))
+                .collect();
+            let expected_port = IntOrString::Int(port);
+            if ports != [(Some("TCP"), Some(&expected_port), None)] {
+                problems.push(format!("{at}: ports {ports:?}, expected TCP {port} alone"));
+            }
+            let peers = rule.from.clone().unwrap_or_default();
+            if peers.is_empty() {
+                admitted.insert(Source::Anyone(format!("{at}: no `from`")));
+            }
+            for peer in peers {
+                if let Some(block) = &peer.ip_block {
+                    admitted.insert(Source::Anyone(format!("{at}: ipBlock {}", block.cidr)));
+                    continue;
+                }
+                let pods = match_labels(peer.pod_selector.as_ref());
+                let namespaces = match_labels(peer.namespace_selector.as_ref());
+                match (pods, namespaces, &peer.namespace_selector) {
+                    (Ok(pods), _, None) if peer.pod_selector.is_some() => {
+                        admitted.insert(Source::Pods(pods));
+                    }
+                    (Ok(pods), Ok(namespaces), Some(_)) => {
+                        admitted.insert(Source::PodsInNamespaces(pods, namespaces));
+                    }
+                    (Err(err), _, _) | (_, Err(err), _) => problems.push(format!("{at}: {err}")),
+                    _ => problems.push(format!("{at}: an empty peer")),
+                }
+            }
+        }
+    }
+    if !default_deny {
+        problems
+            .push("no default deny (policyTypes [Ingress], no rules) selects keyservice".into());
+    }
+    if &admitted != edge {
+        problems.push(format!(
+            "keyservice admits {admitted:?}, expected exactly the edge {edge:?}"
+        ));
+    }
+    problems
+}
+
+/// The edge, as the other manifests define it: the pods the WasmPlugin runs keygate in (this
+/// namespace), and the ingress gateway's pods in the namespace of its principal.
+fn edge_sources() -> BTreeSet<Source> {
+    let plugin_pods: BTreeMap<String, String> =
+        serde_json::from_value(at(&wasmplugin(), "spec.selector.matchLabels").clone()).unwrap();
+    let gateway_namespace = GATEWAY_PRINCIPAL
+        .split('/')
+        .nth(2)
+        .expect("cluster.local/ns/<namespace>/sa/<account>");
+    BTreeSet::from([
+        Source::Pods(plugin_pods),
+        Source::PodsInNamespaces(
+            BTreeMap::from([("istio".to_owned(), "ingressgateway".to_owned())]),
+            BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                gateway_namespace.to_owned(),
+            )]),
+        ),
+    ])
+}
+
+/// The identity of Istio's default ingress gateway.
+const GATEWAY_PRINCIPAL: &str =
+    "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+
+#[test]
+fn networkpolicy_admits_only_the_edge_to_keyservice() {
+    use k8s_openapi::api::networking::v1::{
+        NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    };
+    let manifests = manifests();
+    let policies = network_policies(&manifests);
+    assert!(
+        manifests
+            .iter()
+            .filter(|m| m.kind() == "NetworkPolicy")
+            .all(|m| m.file == "deploy/kubernetes/40-networkpolicy.yaml"),
+        "the NetworkPolicies live in deploy/kubernetes/40-networkpolicy.yaml"
+    );
+    let keyservice = pod_labels(&manifests, "keyservice");
+    let edge = edge_sources();
+    let port = i32::try_from(
+        at(
+            find(&manifests, "Deployment", "keyservice"),
+            "spec.template.spec.containers.0.ports.0.containerPort",
+        )
+        .as_i64()
+        .unwrap(),
+    )
+    .unwrap();
+    let problems = keyservice_ingress_problems(&policies, &keyservice, &edge, port);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The edge selectors select the workloads they mean, and not keyservice.
+    let echo = pod_labels(&manifests, "echo");
+    for source in &edge {
+        if let Source::Pods(selector) = source {
+            assert!(
+                selects(selector, &echo),
+                "{selector:?} should select echo's pods"
+            );
+            assert!(
+                !selects(selector, &keyservice),
+                "{selector:?} selects keyservice"
+            );
+        }
+    }
+
+    // The check is not vacuous: each way of opening keyservice to more than the edge is caught.
+    let allow: NetworkPolicy = policies
+        .iter()
+        .find(|p| p.spec.as_ref().is_some_and(|s| s.ingress.is_some()))
+        .cloned()
+        .expect("an allow policy");
+    let with_rules = |edit: &dyn Fn(&mut Vec<NetworkPolicyIngressRule>)| {
+        let mut policies = policies.clone();
+        for policy in &mut policies {
+            if let Some(rules) = policy.spec.as_mut().and_then(|s| s.ingress.as_mut()) {
+                edit(rules);
+            }
+        }
+        policies
+    };
+    let peer = |json: Value| -> NetworkPolicyPeer { serde_json::from_value(json).unwrap() };
+    let opened: Vec<(&str, Vec<NetworkPolicy>)> = vec![
+        (
+            "from removed: every source",
+            with_rules(&|rules| rules[0].from = None),
+        ),
+        (
+            "every namespace",
+            with_rules(&|rules| {
+                rules[0]
+                    .from
+                    .get_or_insert_with(Vec::new)
+                    .push(peer(json!({"namespaceSelector": {}})))
+            }),
+        ),
+        (
+            "every pod of the namespace",
+            with_rules(&|rules| {
+                rules[0]
+                    .from
+                    .get_or_insert_with(Vec::new)
+                    .push(peer(json!({"podSelector": {}})))
+            }),
+        ),
+        (
+            "an IP block",
+            with_rules(&|rules| {
+                rules[0]
+                    .from
+                    .get_or_insert_with(Vec::new)
+                    .push(peer(json!({"ipBlock": {"cidr": "0.0.0.0/0"}})))
+            }),
+        ),
+        (
+            "the gateway's pod label in every namespace",
+            with_rules(&|rules| {
+                for peer in rules[0].from.iter_mut().flatten() {
+                    if peer.namespace_selector.is_some() {
+                        peer.namespace_selector = Some(Default::default());
+                    }
+                }
+            }),
+        ),
+        ("every port", with_rules(&|rules| rules[0].ports = None)),
+        (
+            "a second rule from anyone",
+            with_rules(&|rules| rules.push(NetworkPolicyIngressRule::default())),
+        ),
+        (
+            "no default deny",
+            policies
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(|s| s.ingress.is_some()))
+                .cloned()
+                .collect(),
+        ),
+        ("another policy allowing all", {
+            let mut everything = allow.clone();
+            if let Some(spec) = everything.spec.as_mut() {
+                spec.pod_selector = Some(Default::default());
+                spec.ingress = Some(vec![NetworkPolicyIngressRule::default()]);
+            }
+            let mut policies = policies.clone();
+            policies.push(everything);
+            policies
+        }),
+    ];
+    for (name, policies) in opened {
+        assert!(
+            !keyservice_ingress_problems(&policies, &keyservice, &edge, port).is_empty(),
+            "opening keyservice ({name}) went unnoticed"
+        );
+    }
+}
+
+/// A caller of keyservice as Istio sees it: its mutual-TLS principal (none in plain text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Caller<'a> {
+    name: &'static str,
+    principal: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    fn namespace(&self) -> Option<&'a str> {
+        self.principal
+            .and_then(|principal| principal.split('/').nth(2))
+    }
+}
+
+/// Istio's string match: exact, `prefix*`, `*suffix`, or `*` (anything present).
+fn istio_matches(pattern: &str, value: &str) -> bool {
+    if pattern == "*" {
+        true
+    } else if let Some(prefix) = pattern.strip_suffix('*') {
+        value.starts_with(prefix)
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        value.ends_with(suffix)
+    } else {
+        pattern == value
+    }
+}
+
+/// Whether one field's patterns match `value` (a field not set matches everything; one set
+/// never matches an absent value).
+fn field_matches(patterns: &Value, value: Option<&str>) -> bool {
+    match patterns.as_array() {
+        None => true,
+        Some(patterns) => value.is_some_and(|value| {
+            patterns
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|pattern| istio_matches(pattern, value))
+        }),
+    }
+}
+
+/// Whether an ALLOW AuthorizationPolicy lets `caller` send `method path`, as Istio decides it;
+/// `Err` for fields this evaluation does not know (so it never guesses).
+fn authorization_allows(
+    spec: &Value,
+    caller: Caller,
+    method: &str,
+    path: &str,
+) -> Result<bool, String> {
+    if spec["action"] != "ALLOW" {
+        return Err(format!("only ALLOW is evaluated: {}", spec["action"]));
+    }
+    for rule in spec["rules"].as_array().into_iter().flatten() {
+        unknown_fields(rule, &["from", "to"], "rule")?;
+        let from = match rule["from"].as_array() {
+            None => true,
+            Some(sources) => {
+                let mut any = false;
+                for source in sources {
+                    let source = &source["source"];
+                    unknown_fields(source, &["principals", "namespaces"], "source")?;
+                    any |= field_matches(&source["principals"], caller.principal)
+                        && field_matches(&source["namespaces"], caller.namespace());
+                }
+                any
+            }
+        };
+        let to = match rule["to"].as_array() {
+            None => true,
+            Some(operations) => {
+                let mut any = false;
+                for operation in operations {
+                    let operation = &operation["operation"];
+                    unknown_fields(operation, &["methods", "paths"], "operation")?;
+                    any |= field_matches(&operation["methods"], Some(method))
+                        && field_matches(&operation["paths"], Some(path));
+                }
+                any
+            }
+        };
+        if from && to {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Where the AuthorizationPolicy's decisions differ from keyservice's intended exposure.
+fn authorization_mismatches(spec: &Value, echo_principal: &str) -> Vec<String> {
+    let gateway = Caller {
+        name: "the ingress gateway",
+        principal: Some(GATEWAY_PRINCIPAL),
+    };
+    let keygate = Caller {
+        name: "echo's sidecar (keygate)",
+        principal: Some(echo_principal),
+    };
+    let monitoring = Caller {
+        name: "Prometheus",
+        principal: Some("cluster.local/ns/monitoring/sa/prometheus"),
+    };
+    let other = Caller {
+        name: "a pod of another namespace",
+        principal: Some("cluster.local/ns/shop/sa/default"),
+    };
+    let plain = Caller {
+        name: "a caller without identity",
+        principal: None,
+    };
+    let everyone = [gateway, keygate, monitoring, other, plain];
+    let management: &[Caller] = &[gateway];
+    let filter: &[Caller] = &[keygate];
+    let scraper: &[Caller] = &[monitoring];
+    let cases: Vec<(&str, &str, &[Caller])> = vec![
+        ("GET", "/keys", management),
+        ("GET", "/keys/app.js", management),
+        ("GET", "/v1/keys", management),
+        ("POST", "/v1/keys", management),
+        ("DELETE", "/v1/keys/0b4d", management),
+        ("GET", "/v1/keys/0b4d/usage", management),
+        ("GET", "/v1/me", management),
+        ("GET", "/v1/revocations/9f86d081", filter),
+        ("GET", "/v1/revocations", filter),
+        ("POST", "/v1/usage", filter),
+        ("POST", "/v1/revocations", &[]),
+        ("GET", "/v1/usage", &[]),
+        ("GET", "/healthz", &everyone),
+        ("GET", "/readyz", &everyone),
+        ("GET", "/metrics", scraper),
+        ("GET", "/v1/authorize/anything", &[]),
+        ("GET", "/", &[]),
+        ("GET", "/keysmith", &[]),
+        ("GET", "/v1/me/keys", &[]),
+    ];
+    let mut mismatches = Vec::new();
+    for (method, path, allowed) in cases {
+        for caller in everyone {
+            let expected = allowed.contains(&caller);
+            match authorization_allows(spec, caller, method, path) {
+                Ok(decided) if decided == expected => {}
+                Ok(decided) => mismatches.push(format!(
+                    "{method} {path} from {}: {}, expected {}",
+                    caller.name,
+                    if decided { "allowed" } else { "denied" },
+                    if expected { "allowed" } else { "denied" }
+                )),
+                Err(err) => mismatches.push(format!("{method} {path}: {err}")),
+            }
+        }
+    }
+    mismatches
+}
+
+#[test]
+fn authorizationpolicy_lets_only_the_gateway_manage_keys() {
+    let manifests = manifests();
+    let of_kind =
+        |kind: &str| -> Vec<&Manifest> { manifests.iter().filter(|m| m.kind() == kind).collect() };
+    let [policy] = of_kind("AuthorizationPolicy")[..] else {
+        panic!("one AuthorizationPolicy in deploy/istio")
+    };
+    let [peer_authentication] = of_kind("PeerAuthentication")[..] else {
+        panic!("one PeerAuthentication in deploy/istio")
+    };
+    assert_eq!(policy.file, "deploy/istio/authorizationpolicy.yaml");
+    let spec = &policy.object["spec"];
+    // keyservice's pods, and only them; mutual TLS required there, so principals are proven.
+    let keyservice = pod_labels(&manifests, "keyservice");
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(at(spec, "selector.matchLabels").clone()).unwrap();
+    assert!(selects(&selector, &keyservice), "{selector:?}");
+    assert!(
+        !selects(&selector, &pod_labels(&manifests, "echo")),
+        "{selector:?}"
+    );
+    assert_eq!(
+        at(&peer_authentication.object, "spec.selector"),
+        at(spec, "selector"),
+        "STRICT mutual TLS on the pods the policy guards"
+    );
+    assert_eq!(at(&peer_authentication.object, "spec.mtls.mode"), "STRICT");
+
+    // echo's sidecar runs keygate; its principal is its pods' service account.
+    let echo = find(&manifests, "Deployment", "echo");
+    let account = at(echo, "spec.template.spec.serviceAccountName")
+        .as_str()
+        .unwrap_or("default");
+    let echo_principal = format!("cluster.local/ns/{NAMESPACE}/sa/{account}");
+    let mismatches = authorization_mismatches(spec, &echo_principal);
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+
+    // The evaluation is not vacuous: each way of opening key management is caught.
+    let mutate = |edit: &dyn Fn(&mut Value)| {
+        let mut copy = spec.clone();
+        edit(&mut copy);
+        copy
+    };
+    let opened = [
+        (
+            "a rule for everything",
+            mutate(&|s| s["rules"].as_array_mut().unwrap().push(json!({}))),
+        ),
+        (
+            "the first rule from anyone",
+            mutate(&|s| drop(s["rules"][0].as_object_mut().unwrap().remove("from"))),
+        ),
+        (
+            "any principal",
+            mutate(&|s| s["rules"][0]["from"][0]["source"]["principals"] = json!(["*"])),
+        ),
+        (
+            "the namespace's workloads",
+            mutate(&|s| {
+                s["rules"][0]["from"][0]["source"]["principals"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!(format!("cluster.local/ns/{NAMESPACE}/sa/*")))
+            }),
+        ),
+        (
+            "every path",
+            mutate(&|s| s["rules"][1]["to"][0]["operation"]["paths"] = json!(["*"])),
+        ),
+    ];
+    for (name, spec) in opened {
+        assert!(
+            !authorization_mismatches(&spec, &echo_principal).is_empty(),
+            "{name} went unnoticed"
+        );
+    }
+}
+
+/// keyservice in Kubernetes verifies its callers itself: API keys, and Clerk sessions whose
+/// settings come from a ConfigMap, the scopes it offers from another.
+#[test]
+fn kubernetes_keyservice_verifies_api_keys_and_clerk_sessions() {
+    let manifests = manifests();
+    let deployment = find(&manifests, "Deployment", "keyservice");
+    let pod = at(deployment, "spec.template.spec");
+    let container = &pod["containers"][0];
+    let args = args_of(&container["args"]);
+    assert_eq!(args.first(), Some(&"serve"), "{args:?}");
+    assert!(args.contains(&"--api-key-callers"), "{args:?}");
+
+    // Every setting of the session flags from a key its ConfigMap has.
+    let env = container["env"].as_array().unwrap();
+    let from_config_map = |name: &str| -> String {
+        let var = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("keyservice has no {name}"));
+        let reference = at(var, "valueFrom.configMapKeyRef");
+        let map = find(&manifests, "ConfigMap", str_at(reference, "name"));
+        at(map, &format!("data.{}", str_at(reference, "key")))
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: ConfigMap {reference} has no such key"))
+            .to_owned()
+    };
+    let issuer = from_config_map("KEYSERVICE_SESSION_ISSUER");
+    assert_eq!(
+        issuer, "https://clerk.example.com",
+        "the placeholder issuer"
+    );
+    assert_eq!(
+        from_config_map("KEYSERVICE_SESSION_JWKS_URL"),
+        format!("{issuer}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        from_config_map("KEYSERVICE_SESSION_AUTHORIZED_PARTIES"),
+        "https://app.example.com"
+    );
+    for name in ["KEYSERVICE_SIGN_IN_URL", "KEYSERVICE_SIGN_OUT_URL"] {
+        assert!(from_config_map(name).starts_with("https://"), "{name}");
+    }
+
+    // --scopes: a file of a ConfigMap volume, offering what the compose rig offers.
+    let path = Path::new(flag_value(&args, "--scopes"));
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| path.parent() == Some(Path::new(str_at(m, "mountPath"))))
+        .unwrap_or_else(|| panic!("nothing is mounted where {} is", path.display()));
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let map = find(&manifests, "ConfigMap", str_at(volume, "configMap.name"));
+    let file = path.file_name().unwrap().to_str().unwrap();
+    let text = map["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has no {file}"));
+    assert_eq!(
+        scope_names(text, "ConfigMap keyservice-scopes"),
+        scope_names(
+            &read("deploy/compose/scopes.json"),
+            "deploy/compose/scopes.json"
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

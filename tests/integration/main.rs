@@ -1,14 +1,17 @@
 //! keygate's integration tests, one test binary: each module was a test file of its own. Most
 //! start a real Envoy with the built `.wasm`, the real keyservice on SQLite and echo-upstream on
 //! loopback ports the OS picks, so they run in parallel (`support`, and `testkit` for what
-//! keyservice's tests share); `deploy` and `docs_examples` check files offline, `rig` runs
-//! `make run`'s script on its fixed ports.
+//! keyservice's tests share); `deploy` and `docs_examples` check files offline, `rig` and
+//! `dashboard` run `make run`'s script on its fixed ports, one at a time; `browser` and
+//! `dashboard` drive headless Chromium.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 mod bench_smoke;
+mod browser;
 mod cors;
+mod dashboard;
 mod deploy;
 mod docs_examples;
 mod failure_mode;

@@ -444,6 +444,11 @@ fn with_rules(mut bootstrap: Value) -> Value {
     let upstream = routes.as_array().unwrap().last().unwrap()["route"]["cluster"].clone();
     for route in routes.as_array_mut().unwrap() {
         route["route"]["cluster"] = upstream.clone();
+        // A route that selects a requirement is not decided by the path rules (Envoy matched
+        // it on the forwarded path already); here the rules must decide every path.
+        if let Some(route) = route.as_object_mut() {
+            route.remove("metadata");
+        }
     }
     bootstrap
 }

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ fn shipped_envoy_config_is_valid() {
     );
 }
 
-const RIG_PORTS: [u16; 4] = [8080, 8081, 9901, 10000];
+const RIG_PORTS: [u16; 5] = [8080, 8081, 8082, 9901, 10000];
 const ADMIN_TOKEN: &str = "rig-test-admin-token";
 
 /// scripts/run.sh, stopped (SIGTERM, then SIGKILL for it and its children) if the test fails.
@@ -88,6 +88,20 @@ fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// `make run`'s fixed ports are for one test at a time (this file's and dashboard.rs's): the lock,
+/// once nothing else (a `make run` of the user's) holds them.
+pub(crate) fn lock_fixed_ports() -> MutexGuard<'static, ()> {
+    static FIXED_PORTS: Mutex<()> = Mutex::new(());
+    let guard = FIXED_PORTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let taken: Vec<u16> = RIG_PORTS.into_iter().filter(|p| port_taken(*p)).collect();
+    assert!(
+        taken.is_empty(),
+        "the rig's fixed ports {taken:?} are taken on 127.0.0.1 (is `make run` running?); \
+         stop whatever holds them and rerun"
+    );
+    guard
+}
+
 fn port_taken(port: u16) -> bool {
     TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_err()
 }
@@ -125,12 +139,7 @@ fn section(output: &str, n: u32) -> &str {
 
 #[test]
 fn make_run_rig_serves_the_demo_and_stops_on_sigterm() {
-    let taken: Vec<u16> = RIG_PORTS.into_iter().filter(|p| port_taken(*p)).collect();
-    assert!(
-        taken.is_empty(),
-        "the rig's fixed ports {taken:?} are taken on 127.0.0.1 (is `make run` running?); \
-         stop whatever holds them and rerun"
-    );
+    let _ports = lock_fixed_ports();
     let run_dir = tempfile::Builder::new()
         .prefix("keygate-run-")
         .tempdir()
@@ -198,8 +207,8 @@ fn make_run_rig_serves_the_demo_and_stops_on_sigterm() {
         .collect();
     assert_eq!(
         rig.children.len(),
-        3,
-        "expected three children in:\n{started}"
+        4,
+        "expected four children in:\n{started}"
     );
     assert!(
         started.contains("scripts/demo.sh") && started.contains("curl"),

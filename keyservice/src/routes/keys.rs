@@ -1,7 +1,7 @@
 //! Management API: issue, list and revoke keys, and change their rate limits. The caller is the
-//! admin (bearer token) or, with `--trust-edge-identity`, the user the edge verified (see
-//! `auth`); a user sees only its org's keys, or its own personal keys, and anything else is "not
-//! found".
+//! admin (bearer token) or a user keyservice verified itself (an API key with `keys:write`, or a
+//! signed-in session; see `auth`); a user sees only the keys its org and role allow, and anything
+//! else is "not found".
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::{Caller, EdgeCaller};
+use crate::auth::{Caller, UserCaller};
 use crate::error::AppError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::keys::{KeyView, NewKey, check_identity, expiry_note, is_key_id, normalize_scopes};
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
-    /// Required with the admin token; an edge caller's keys are always its own.
+    /// Required with the admin token; a user's keys are always its own.
     #[serde(default)]
     user_id: Option<String>,
     /// `Some(None)` is an explicit `null`.
@@ -65,9 +65,10 @@ struct CreatedKey {
     /// Always `null` here: a key is used after it is issued. Kept so that every key object has
     /// the same fields.
     last_used_at: Option<String>,
+    hint: Option<String>,
 }
 
-/// Whose key it is: the admin names anyone; an edge caller gets a key for itself and its org,
+/// Whose key it is: the admin names anyone; a user gets a key for itself and its org,
 /// and may repeat those in the body but not name others.
 fn owner(
     caller: &Caller,
@@ -83,7 +84,7 @@ fn owner(
             })?;
             Ok((user_id, org_id.flatten()))
         }
-        Caller::Edge(EdgeCaller {
+        Caller::User(UserCaller {
             user_id: me,
             org_id: my_org,
             ..
@@ -104,12 +105,12 @@ fn owner(
 }
 
 /// A key's own rate limits replace the per-key default the edge applies (a provider's
-/// `rate_limits.key`): a quota the operator grants, so only the admin token sets them. An edge
+/// `rate_limits.key`): a quota the operator grants, so only the admin token sets them. A user
 /// caller could otherwise lift its own keys out of the operator's default.
 fn operator_only(caller: &Caller) -> Result<(), AppError> {
     match caller {
         Caller::Admin => Ok(()),
-        Caller::Edge(_) => Err(AppError::Forbidden(
+        Caller::User(_) => Err(AppError::Forbidden(
             "rate limits are set with the admin token: a key's own limits replace the edge's per-key default".into(),
         )),
     }
@@ -156,6 +157,7 @@ async fn create(
         created_at: rfc3339(record.created_at),
         expires_at: record.expires_at.map(rfc3339),
         last_used_at: record.last_used_at.map(rfc3339),
+        hint: record.hint,
     };
     // The only response that ever carries a key: keep it out of caches.
     Ok((
@@ -181,7 +183,7 @@ struct KeyList {
     next: Option<String>,
 }
 
-/// The caller's visible keys, narrowed by the query (for an edge caller, a query naming another
+/// The caller's visible keys, narrowed by the query (for a user, a query naming another
 /// org or user just finds nothing), a page at a time. Query values are checked before any of
 /// them reaches the database, so both backends answer alike.
 async fn list(

@@ -1,8 +1,10 @@
 //! HTTP routes, one module per area; the catch-alls here keep every answer JSON.
 
 pub mod authorize;
+pub mod dashboard;
 pub mod feed;
 pub mod keys;
+pub mod me;
 pub mod revocations;
 pub mod usage;
 

@@ -10,7 +10,7 @@
 // Shared by every statement so that all of them read the same columns.
 macro_rules! key_columns {
     () => {
-        "id, key_sha256, name, user_id, org_id, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at"
+        "id, key_sha256, name, user_id, org_id, scopes, rate_limits, created_at, expires_at, revoked_at, last_used_at, hint"
     };
 }
 
@@ -56,7 +56,7 @@ macro_rules! shared_queries {
                 sqlx::query(concat!(
                     "INSERT INTO api_keys (",
                     key_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ))
                 .bind(&key.id)
                 .bind(&key.key_sha256)
@@ -69,6 +69,7 @@ macro_rules! shared_queries {
                 .bind(key.expires_at)
                 .bind(key.revoked_at)
                 .bind(key.last_used_at)
+                .bind(&key.hint)
                 .execute(&self.pool)
                 .await
                 .map_err($crate::store::insert_error($map_error))?;
@@ -403,6 +404,8 @@ pub struct KeyRecord {
     pub revoked_at: Option<i64>,
     /// The latest use the edges reported.
     pub last_used_at: Option<i64>,
+    /// The key's last 4 characters ([`crate::keys::hint`]); `None` for keys stored before hints.
+    pub hint: Option<String>,
 }
 
 /// What happened to a key, as the feed tells the edges.
@@ -499,6 +502,7 @@ pub struct KeyRow {
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
     last_used_at: Option<i64>,
+    hint: Option<String>,
 }
 
 impl KeyRow {
@@ -519,6 +523,7 @@ impl KeyRow {
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
             last_used_at: self.last_used_at,
+            hint: self.hint,
         })
     }
 }
@@ -814,6 +819,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_used_at: None,
+            hint: None,
         };
         assert_eq!(row.into_record().unwrap().scopes, scopes);
         assert_eq!(join_scopes(&[]), "");
@@ -833,6 +839,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_used_at: None,
+            hint: None,
         };
         let error = row.into_record().unwrap_err();
         assert_eq!(error.kind(), "query");

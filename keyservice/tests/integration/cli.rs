@@ -523,6 +523,42 @@ fn serve_refuses_an_address_in_use() {
     assert!(!text(&out.stderr).is_empty());
 }
 
+#[test]
+fn serve_refuses_the_removed_trust_edge_identity_and_bad_caller_flags() {
+    let env = Env::new();
+    let out = env
+        .cmd(&["serve", "--listen", "127.0.0.1:0", "--trust-edge-identity"])
+        .env("KEYSERVICE_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--trust-edge-identity") && stderr.contains("--api-key-callers"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = env
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--session-issuer",
+            "https://clerk.example.com",
+            "--session-jwks-url",
+            "https://clerk.example.com/.well-known/jwks.json",
+        ])
+        .env("KEYSERVICE_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--session-authorized-party"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// Records written straight into the store, as an older version or another tool may have.
 fn insert_records(env: &Env, records: Vec<keyservice::store::KeyRecord>) {
     let url = format!("sqlite://{}", env.db().display());

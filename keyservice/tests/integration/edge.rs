@@ -1,7 +1,7 @@
 //! The full loop of the rig: Envoy with the keygate filter, configured exactly as
-//! envoy/envoy.yaml configures it, routes `/v1/keys` to keyservice (`--trust-edge-identity`), and
-//! a key with `keys:write` (bootstrapped with the CLI) creates, lists and revokes keys over the
-//! edge.
+//! envoy/envoy.yaml configures it, routes `/v1/keys` to keyservice (`--api-key-callers`: it
+//! verifies the key again itself), and a key with `keys:write` (bootstrapped with the CLI)
+//! creates, lists and revokes keys over the edge.
 
 use std::process::Command;
 
@@ -26,12 +26,7 @@ fn start() -> Rig {
     let wasm = bins::keygate_wasm();
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let keyservice = start_keyservice(
-        &database,
-        dir.path(),
-        "keyservice",
-        &["--trust-edge-identity"],
-    );
+    let keyservice = start_keyservice(&database, dir.path(), "keyservice", &["--api-key-callers"]);
     let echo = {
         let mut command = Command::new(bins::echo_upstream());
         command.args(["--listen", "127.0.0.1:0"]);
@@ -155,7 +150,8 @@ fn a_keys_write_key_manages_its_orgs_keys_over_the_edge() {
     );
     assert_eq!(status, 403);
 
-    // List: acme's keys, and a forged x-user-id changes nothing (keygate replaces it).
+    // List: acme's keys, and a forged x-user-id changes nothing (keygate replaces it, and
+    // keyservice never reads it).
     let listed = client()
         .get(rig.envoy.url("/v1/keys"))
         .bearer_auth(&boot)
@@ -192,10 +188,14 @@ fn a_keys_write_key_manages_its_orgs_keys_over_the_edge() {
     paged.sort_unstable();
     assert_eq!(paged, ["bootstrap", "ci", "temp"]);
 
-    // A key without keys:write is stopped at the edge; it still works elsewhere.
+    // A key without keys:write is refused by keyservice; it still works elsewhere.
     let ci_key = ci["key"].as_str().unwrap();
     let (status, text) = call(&rig, "GET", "/v1/keys", Some(ci_key), None);
-    assert_eq!((status, text.as_str()), (403, "Insufficient scope"));
+    assert_eq!(
+        (status, json_of(&text)["error"].clone()),
+        (403, json!("forbidden")),
+        "{text}"
+    );
     let (status, text) = call(&rig, "GET", "/hello", Some(ci_key), None);
     assert_eq!(status, 200, "{text}");
     assert_eq!(json_of(&text)["headers"]["x-user-id"], "alice");
@@ -236,6 +236,18 @@ fn a_keys_write_key_manages_its_orgs_keys_over_the_edge() {
     let (status, text) = call(&rig, "GET", "/hello", Some(temp_key), None);
     assert_eq!((status, text.as_str()), (401, "Revoked token"));
 
+    // Straight to keyservice with the identity headers keygate would set: nobody.
+    let payload =
+        testkit::token::b64url(br#"{"user_id":"alice","org_id":"acme","scopes":["keys:write"]}"#);
+    let forged = client()
+        .get(rig.keyservice.url("/v1/keys"))
+        .header("x-user-id", "alice")
+        .header("x-org-id", "acme")
+        .header("x-jwt-payload", payload)
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
     // The admin token still works directly at keyservice.
     let all: Value = client()
         .get(rig.keyservice.url("/v1/keys"))
@@ -247,7 +259,7 @@ fn a_keys_write_key_manages_its_orgs_keys_over_the_edge() {
     assert_eq!(all["keys"].as_array().unwrap().len(), 4);
     let log = rig.keyservice.proc.log_text();
     assert!(
-        log.contains("trusting the edge's identity headers"),
+        log.contains("API keys with keys:write manage their own keys"),
         "{log}"
     );
     for secret in [boot.as_str(), ci_key, temp_key, SECRET] {

@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-/// The documented plugin configuration (the one envoy/envoy.yaml ships), revocation callouts to
+/// The documented single-provider plugin configuration (envoy/envoy.yaml ships the same for API
+/// keys, beside its dev IdP provider), revocation callouts to
 /// the Envoy cluster `keyservice`.
 pub fn default_plugin_config() -> Value {
     json!({

@@ -35,6 +35,7 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims(backend: Bac
         [
             "created_at",
             "expires_at",
+            "hint",
             "id",
             "key",
             "last_used_at",
@@ -47,6 +48,8 @@ async fn issue_returns_a_key_that_verifies_with_the_contract_claims(backend: Bac
     );
     let key = body["key"].as_str().unwrap();
     let id = body["id"].as_str().unwrap();
+    // The hint is the key's last four characters: the end of its signature.
+    assert_eq!(body["hint"], key[key.len() - 4..]);
     let claims = decode(key);
     let iat = claims["iat"].as_i64().unwrap();
     assert_eq!(

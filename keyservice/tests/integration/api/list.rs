@@ -28,9 +28,11 @@ async fn list_shows_keys_without_material_oldest_first(backend: Backend) {
         json!({
             "id": "a", "name": "key a", "user_id": "alice", "org_id": null, "scopes": [],
             "rate_limits": [], "created_at": "1970-01-01T00:01:40Z", "expires_at": null,
-            "revoked_at": null, "last_used_at": null
+            "revoked_at": null, "last_used_at": null, "hint": null
         })
     );
+    let fresh = keys.iter().find(|k| k["name"] == "fresh").unwrap();
+    assert_eq!(fresh["hint"], key[key.len() - 4..]);
 
     let r = h.admin("GET", "/v1/keys?user_id=alice", None).await;
     let ids: Vec<&str> = r.json["keys"]

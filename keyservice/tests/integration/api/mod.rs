@@ -5,12 +5,14 @@
 mod admin_token;
 mod authorize;
 mod bad_input;
-mod edge_identity;
+mod callers;
+mod dashboard;
 mod health;
 mod issue;
 mod list;
 mod rate_limits;
 mod revoke;
+mod sessions;
 mod usage;
 
 use serde_json::Value;

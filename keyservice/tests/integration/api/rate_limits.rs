@@ -3,7 +3,6 @@
 //! answer's `keygate-rate-limit` header.
 
 use axum::http::{StatusCode, header};
-use keyservice::auth::EdgeHeaders;
 use serde_json::{Value, json};
 use testkit::token::sha256_hex;
 
@@ -317,17 +316,18 @@ async fn a_patch_changes_the_limits_the_edge_is_told_and_announces_it(backend: B
     assert_eq!(events, ["limits_changed", "limits_changed", "revoked"]);
 }
 
-/// A key's own limits replace the edge's per-key default, so an edge caller cannot choose them:
+/// A key's own limits replace the edge's per-key default, so a user cannot choose them:
 /// only the admin token issues keys with limits or changes them.
 async fn only_the_admin_token_sets_limits_since_they_replace_the_edges_default(backend: Backend) {
-    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+    let h = Harness::with(backend, |s| s.with_api_key_callers()).await;
     let (bob_acme, _) = issue(&h, json!({"user_id": "bob", "org_id": "acme", "name": "b"})).await;
-    let alice_at_acme = [("x-user-id", "alice"), ("x-org-id", "acme")];
+    let alice = crate::common::key_caller(&h, "alice", Some("acme"), &[]).await;
+    let alice_at_acme = [("authorization", alice.as_str())];
     let forbidden = json!({
         "error": "forbidden",
         "message": "rate limits are set with the admin token: a key's own limits replace the edge's per-key default"
     });
-    // An edge caller issuing a key with limits of its own choosing: refused, nothing written.
+    // A user issuing a key with limits of its own choosing: refused, nothing written.
     let r = h
         .as_caller(
             "POST",

@@ -4,7 +4,6 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use keyservice::auth::EdgeHeaders;
 use keyservice::time::{MS_PER_DAY, date, rfc3339, today};
 use serde_json::{Value, json};
 use testkit::token::sha256_hex;
@@ -513,15 +512,17 @@ async fn a_database_that_is_away_is_503_and_counted_as_an_error(backend: Backend
     );
 }
 
-/// The usage of a key is shown to whoever may act on it: the admin, or an edge caller of its
+/// The usage of a key is shown to whoever may act on it: the admin, or a user of its
 /// org (or its owner, for a personal key). Any other key is the 404 of a key that does not exist.
 async fn usage_is_shown_only_to_callers_who_may_act_on_the_key(backend: Backend) {
-    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+    let h = Harness::with(backend, |s| s.with_api_key_callers()).await;
     let (acme_key, _) = issue(&h, "bob", Some("acme"), "bob-acme").await;
     let (globex_key, _) = issue(&h, "carol", Some("globex"), "carol-globex").await;
     let (alice_personal, _) = issue(&h, "alice", None, "alice-personal").await;
-    let alice_at_acme = [("x-user-id", "alice"), ("x-org-id", "acme")];
-    let alice_alone = [("x-user-id", "alice")];
+    let at_acme = crate::common::key_caller(&h, "alice", Some("acme"), &[]).await;
+    let alone = crate::common::key_caller(&h, "alice", None, &[]).await;
+    let alice_at_acme = [("authorization", at_acme.as_str())];
+    let alice_alone = [("authorization", alone.as_str())];
 
     let r = h
         .as_caller(

@@ -45,6 +45,18 @@ mod serve;
 pub use harness::{Backend, Harness, Raw, Reply, database, sample};
 pub use serve::start_keyservice;
 
+/// The `Authorization` value of a key the admin issues for `user` in `org` with `keys:write`
+/// (and `scopes`): how a user calls the management routes (`--api-key-callers`).
+pub async fn key_caller(h: &Harness, user: &str, org: Option<&str>, scopes: &[&str]) -> String {
+    let mut all = vec!["keys:write"];
+    all.extend_from_slice(scopes);
+    let r = h
+        .create(serde_json::json!({"user_id": user, "org_id": org, "name": format!("{user}-manager"), "scopes": all}))
+        .await;
+    assert_eq!(r.status, axum::http::StatusCode::CREATED, "{}", r.text);
+    format!("Bearer {}", r.json["key"].as_str().unwrap())
+}
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyservice::store::KeyRecord;
 use serde_json::Value;
@@ -82,5 +94,6 @@ pub fn record(id: &str, user_id: &str, created_at: i64) -> KeyRecord {
         expires_at: None,
         revoked_at: None,
         last_used_at: None,
+        hint: None,
     }
 }

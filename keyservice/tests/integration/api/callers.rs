@@ -1,11 +1,10 @@
-//! Callers identified by the edge (keygate's identity headers and payload scopes): each sees,
-//! issues and revokes only what its org or its own identity allows.
+//! Callers keyservice verifies itself: API keys with `keys:write` (`--api-key-callers`) and
+//! signed-in sessions of the identity provider (`--session-issuer`, against a real JWKS served by
+//! testkit's IdP). Each sees, issues and revokes only what its org, role or own identity allows;
+//! identity headers a proxy would set mean nothing.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyservice::auth::EdgeHeaders;
 use keyservice::{AppState, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -13,26 +12,22 @@ use tower::ServiceExt;
 use super::decode;
 use crate::common::{self, ADMIN, Backend, Harness, SECRET};
 
-fn payload(claims: Value) -> String {
-    URL_SAFE_NO_PAD.encode(claims.to_string())
+/// A key issued by the admin for `user` in `org` with `keys:write` and `scopes`: what a user
+/// presents to manage keys.
+async fn key_caller(
+    h: &Harness,
+    user: &str,
+    org: Option<&str>,
+    scopes: &[&str],
+) -> Vec<(String, String)> {
+    vec![(
+        "authorization".to_owned(),
+        common::key_caller(h, user, org, scopes).await,
+    )]
 }
 
-/// What keygate forwards for a verified key: the claim headers and the payload.
-fn edge(user: &str, org: Option<&str>, scopes: &[&str]) -> Vec<(String, String)> {
-    let mut headers = vec![("x-user-id".to_owned(), user.to_owned())];
-    if let Some(org) = org {
-        headers.push(("x-org-id".to_owned(), org.to_owned()));
-    }
-    headers.push((
-        "x-jwt-payload".to_owned(),
-        payload(json!({"user_id": user, "org_id": org, "scopes": scopes, "iat": 1})),
-    ));
-    // The key itself arrives too: it must not be mistaken for the admin token.
-    headers.push((
-        "authorization".to_owned(),
-        "Bearer eyJ.not-the-admin.token".to_owned(),
-    ));
-    headers
+fn with_key_callers(s: AppState) -> AppState {
+    s.with_api_key_callers()
 }
 
 async fn as_edge(
@@ -56,13 +51,14 @@ fn ids(reply: &common::Reply) -> Vec<String> {
         .unwrap_or_else(|| panic!("no key list: {}", reply.text))
         .iter()
         .map(|k| k["name"].as_str().unwrap().to_owned())
+        .filter(|name| !name.ends_with("-manager"))
         .collect();
     names.sort();
     names
 }
 
-async fn edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys(backend: Backend) {
-    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
+async fn key_callers_see_and_revoke_only_their_orgs_or_their_own_keys(backend: Backend) {
+    let h = Harness::with(backend, with_key_callers).await;
     let mut id = std::collections::HashMap::new();
     for (name, user, org) in [
         ("alice-acme", "alice", Some("acme")),
@@ -77,8 +73,8 @@ async fn edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys(backend: 
         assert_eq!(r.status, StatusCode::CREATED);
         id.insert(name, r.json["id"].as_str().unwrap().to_owned());
     }
-    let alice_at_acme = edge("alice", Some("acme"), &["keys:write"]);
-    let alice_alone = edge("alice", None, &["keys:write"]);
+    let alice_at_acme = key_caller(&h, "alice", Some("acme"), &[]).await;
+    let alice_alone = key_caller(&h, "alice", None, &[]).await;
 
     let r = as_edge(&h, &alice_at_acme, "GET", "/v1/keys", None).await;
     assert_eq!(
@@ -157,14 +153,15 @@ async fn edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys(backend: 
         .iter()
         .filter(|k| !k["revoked_at"].is_null())
         .map(|k| k["name"].as_str().unwrap())
+        .filter(|name| !name.ends_with("-manager"))
         .collect();
     revoked.sort_unstable();
     assert_eq!(revoked, ["alice-personal", "bob-acme"]);
 }
 
-async fn edge_callers_issue_keys_for_themselves_with_scopes_they_hold(backend: Backend) {
-    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
-    let alice = edge("alice", Some("acme"), &["keys:write", "read"]);
+async fn key_callers_issue_keys_for_themselves_with_scopes_they_hold(backend: Backend) {
+    let h = Harness::with(backend, with_key_callers).await;
+    let alice = key_caller(&h, "alice", Some("acme"), &["read"]).await;
     let r = as_edge(
         &h,
         &alice,
@@ -228,8 +225,8 @@ async fn edge_callers_issue_keys_for_themselves_with_scopes_they_hold(backend: B
         "cannot grant scopes the caller does not hold: admin"
     );
 
-    // Without the payload header the caller holds no scope, so it can grant none.
-    let bare = vec![("x-user-id".to_owned(), "erin".to_owned())];
+    // A key with keys:write alone can grant no other scope.
+    let bare = key_caller(&h, "erin", None, &[]).await;
     let r = as_edge(
         &h,
         &bare,
@@ -251,21 +248,35 @@ async fn edge_callers_issue_keys_for_themselves_with_scopes_they_hold(backend: B
         (r.status, &r.json["org_id"]),
         (StatusCode::CREATED, &Value::Null)
     );
-    assert_eq!(h.row_count().await, 3);
+    assert_eq!(h.row_count().await, 5, "two managers and three keys");
 }
 
-async fn edge_identity_is_used_only_when_trusted_and_well_formed(backend: Backend) {
-    let untrusted = Harness::new(backend).await;
-    let alice = edge("alice", Some("acme"), &["keys:write"]);
-    let r = as_edge(&untrusted, &alice, "GET", "/v1/keys", None).await;
-    assert_eq!(
-        r.status,
-        StatusCode::UNAUTHORIZED,
-        "headers mean nothing without the flag"
-    );
+async fn identity_headers_mean_nothing_and_keys_are_verified_here(backend: Backend) {
+    // Forged identity headers, straight to keyservice: what a proxy would set is never read.
+    let forged = [
+        ("x-user-id", "alice"),
+        ("x-org-id", "acme"),
+        ("x-jwt-payload", "eyJzY29wZXMiOlsia2V5czp3cml0ZSJdfQ"),
+    ];
+    for h in [
+        Harness::new(backend).await,
+        Harness::with(backend, with_key_callers).await,
+    ] {
+        let r = h.as_caller("GET", "/v1/keys", &forged, None).await;
+        assert_eq!(
+            (r.status, &r.json["error"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+            "{}",
+            r.text
+        );
+        let r = h
+            .as_caller("POST", "/v1/keys", &forged, Some(json!({"name": "x"})))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
 
-    let h = Harness::with(backend, |s| s.with_edge_identity(EdgeHeaders::default())).await;
-    // The admin token still works beside the edge, and sees everything.
+    let h = Harness::with(backend, with_key_callers).await;
+    // The admin token still works beside users, and sees everything.
     h.create(json!({"user_id": "zed", "org_id": "other", "name": "z"}))
         .await;
     let r = h
@@ -280,36 +291,121 @@ async fn edge_identity_is_used_only_when_trusted_and_well_formed(backend: Backen
         )
         .await;
     assert_eq!(ids(&r), ["z"]);
-    let bad: [(&str, Vec<(&str, &str)>); 4] = [
-        ("blank user", vec![("x-user-id", " ")]),
-        ("two users", vec![("x-user-id", "a"), ("x-user-id", "b")]),
+
+    // Keys that are not (or no longer) good enough.
+    let plain = h
+        .create(json!({"user_id": "alice", "name": "plain", "scopes": ["read"]}))
+        .await;
+    let plain_key = plain.json["key"].as_str().unwrap().to_owned();
+    let manager = key_caller(&h, "alice", None, &[]).await;
+    let manager_key = manager[0].1.trim_start_matches("Bearer ").to_owned();
+    let temporary = h
+        .create(json!({"user_id": "alice", "name": "t", "scopes": ["keys:write"], "expires_in_seconds": 1}))
+        .await;
+    let temporary_key = temporary.json["key"].as_str().unwrap().to_owned();
+    let unknown = testkit::token::sign(
+        &json!({"user_id": "alice", "scopes": ["keys:write"], "iat": 1}),
+        SECRET,
+    );
+    let other_secret = testkit::token::sign(
+        &json!({"user_id": "alice", "scopes": ["keys:write"], "iat": 1}),
+        "another-secret-0123456789abcdef",
+    );
+    let bearer = |key: &str| format!("Bearer {key}");
+
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[("authorization", &bearer(&plain_key))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.json["error"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden")),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("keys:write"), "{}", r.text);
+    for (what, key, message) in [
         (
-            "payload not base64 JSON",
-            vec![("x-user-id", "a"), ("x-jwt-payload", "%%%")],
+            "unknown",
+            unknown.as_str(),
+            "unknown key: keyservice did not issue it",
         ),
         (
-            "payload not an object",
-            vec![("x-user-id", "a"), ("x-jwt-payload", "WzFd")],
+            "another secret",
+            other_secret.as_str(),
+            "invalid or expired token",
         ),
-    ];
-    for (what, headers) in bad {
-        let r = h.as_caller("GET", "/v1/keys", &headers, None).await;
+        ("not a JWT", "not-a-jwt", "invalid or expired token"),
+    ] {
+        let r = h
+            .as_caller("GET", "/v1/keys", &[("authorization", &bearer(key))], None)
+            .await;
         assert_eq!(
-            (r.status, &r.json["error"]),
-            (StatusCode::UNAUTHORIZED, &json!("unauthorized")),
+            (r.status, &r.json),
+            (
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "unauthorized", "message": message})
+            ),
             "{what}"
         );
     }
-    let r = h.as_caller("GET", "/v1/keys", &[], None).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[("authorization", &bearer(&manager_key))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let manager_id = r.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "alice-manager")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.admin("DELETE", &format!("/v1/keys/{manager_id}"), None)
+        .await;
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[("authorization", &bearer(&manager_key))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.json["message"]),
+        (StatusCode::UNAUTHORIZED, &json!("revoked token"))
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = h
+        .as_caller(
+            "GET",
+            "/v1/keys",
+            &[("authorization", &bearer(&temporary_key))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.json["message"]),
+        (StatusCode::UNAUTHORIZED, &json!("invalid or expired token"))
+    );
 
-    // Edge identity alone, no admin token configured: a would-be admin token opens nothing.
+    // Users alone, no admin token configured: a would-be admin token opens nothing.
     let (url, _dir) = common::database(backend).await;
-    let edge_only = {
+    let users_only = {
         let store = keyservice::store::open(&url).await.unwrap();
-        app(AppState::new(store, SECRET.as_bytes()).with_edge_identity(EdgeHeaders::default()))
+        app(AppState::new(store, SECRET.as_bytes()).with_api_key_callers())
     };
-    let response = edge_only
+    let response = users_only
         .oneshot(
             Request::get("/v1/keys")
                 .header("authorization", format!("Bearer {ADMIN}"))
@@ -322,7 +418,7 @@ async fn edge_identity_is_used_only_when_trusted_and_well_formed(backend: Backen
 }
 
 both_backends!(
-    edge_callers_see_and_revoke_only_their_orgs_or_their_own_keys,
-    edge_callers_issue_keys_for_themselves_with_scopes_they_hold,
-    edge_identity_is_used_only_when_trusted_and_well_formed,
+    key_callers_see_and_revoke_only_their_orgs_or_their_own_keys,
+    key_callers_issue_keys_for_themselves_with_scopes_they_hold,
+    identity_headers_mean_nothing_and_keys_are_verified_here,
 );
