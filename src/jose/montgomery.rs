@@ -67,6 +67,12 @@ impl Modulus {
         Some(modulus)
     }
 
+    /// The modulus' length in bits.
+    pub fn bits(&self) -> u64 {
+        let first = self.bytes.first().copied().unwrap_or(0);
+        (self.bytes.len() as u64 - 1) * 8 + u64::from(8 - first.leading_zeros())
+    }
+
     /// `base^exponent mod modulus` for a big-endian base of the modulus' size in bytes, as
     /// big-endian bytes of that size; `None` when the base is not below the modulus or the
     /// exponent is even or below 3 (RSA's are odd, and the last step below needs a bit above

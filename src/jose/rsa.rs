@@ -1,4 +1,6 @@
-//! RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2), for RS256/RS384/RS512.
+//! RSASSA-PKCS1-v1_5 verification (RFC 8017 §8.2.2), for RS256/RS384/RS512, and RSASSA-PSS
+//! verification (§8.1.2) with JWS's parameters (RFC 7518 §3.5: MGF1 with the message's hash, a
+//! salt of the hash's length), for PS256/PS384/PS512.
 //!
 //! Why not the `rsa` crate that jsonwebtoken uses: its bignums use 64-bit digits, which wasm32
 //! multiplies through emulated 128-bit arithmetic, and jsonwebtoken rebuilds and re-checks the
@@ -7,11 +9,15 @@
 //! parameters are computed once. Only public data is involved, so nothing here needs constant
 //! time.
 //!
-//! The check is the RFC's: compute the encoded message from the signature and compare it with
-//! the one expected for the hash, byte for byte, rather than parse it.
+//! The PKCS#1 v1.5 check is the RFC's: compute the encoded message from the signature and
+//! compare it with the one expected for the hash, byte for byte, rather than parse it. PSS has
+//! a random salt, so its encoding is checked step by step (EMSA-PSS-VERIFY, §9.1.2). Having PSS
+//! here too keeps the `rsa` crate (and the private-key code that comes with jsonwebtoken's
+//! crypto) out of the module.
 
 use thiserror::Error;
 use crate::jose::montgomery::Modulus;
+use sha2::digest::{FixedOutputReset, Output};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Moduli from 2048 bits (below is too weak to trust) to 4096 (the `rsa` crate's limit).
@@ -98,6 +104,83 @@ impl RsaPublicKey {
             Hash::Sha512 => (SHA512_PREFIX, Sha512::digest(message).to_vec()),
         };
         expected_encoding(self.size, prefix, &digest).is_some_and(|expected| expected == m)
+    }
+
+    /// Whether `signature` is this key's RSASSA-PSS signature of `message` with `hash`, MGF1
+    /// with the same hash and a salt of the hash's length (JWS's PS256/PS384/PS512).
+    pub fn verify_pss(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+        if signature.len() != self.size {
+            return false;
+        }
+        let Some(m) = self.modulus.pow(signature, self.e) else {
+            return false;
+        };
+        let em_bits = self.modulus.bits() - 1;
+        match hash {
+            Hash::Sha256 => pss_encoding_matches::<Sha256>(message, &m, em_bits),
+            Hash::Sha384 => pss_encoding_matches::<Sha384>(message, &m, em_bits),
+            Hash::Sha512 => pss_encoding_matches::<Sha512>(message, &m, em_bits),
+        }
+    }
+}
+
+/// EMSA-PSS-VERIFY (RFC 8017 §9.1.2) of `message` against the signature's representative `m`
+/// (the modulus' size in bytes), with `em_bits` = the modulus' bits − 1 and a salt of the hash's
+/// length.
+fn pss_encoding_matches<D: Digest + FixedOutputReset>(message: &[u8], m: &[u8], em_bits: u64) -> bool {
+    let hash_len = <D as Digest>::output_size();
+    let salt_len = hash_len;
+    let Ok(em_len) = usize::try_from(em_bits.div_ceil(8)) else {
+        return false;
+    };
+    // I2OSP(m, emLen): when emLen is one byte short of the modulus, m's first byte is zero.
+    let Some(leading) = m.len().checked_sub(em_len) else {
+        return false;
+    };
+    if m[..leading].iter().any(|&byte| byte != 0) {
+        return false;
+    }
+    let em = &m[leading..];
+    if em_len < hash_len + salt_len + 2 || em.last() != Some(&0xbc) {
+        return false;
+    }
+    let (masked_db, rest) = em.split_at(em_len - hash_len - 1);
+    let h = &rest[..hash_len];
+    // The bits of the first byte above emBits must be zero, in EM and so in DB.
+    let unused_bits = 8 * em_len as u64 - em_bits;
+    let top_mask = 0xffu8.checked_shr(unused_bits as u32).unwrap_or(0);
+    if masked_db.first().is_some_and(|&byte| byte & !top_mask != 0) {
+        return false;
+    }
+    let mut db = masked_db.to_vec();
+    mgf1_xor::<D>(h, &mut db);
+    if let Some(first) = db.first_mut() {
+        *first &= top_mask;
+    }
+    // DB = PS (zeros) ‖ 0x01 ‖ salt.
+    let (padding, salt_with_marker) = db.split_at(db.len() - salt_len - 1);
+    if padding.iter().any(|&byte| byte != 0) || salt_with_marker[0] != 0x01 {
+        return false;
+    }
+    let salt = &salt_with_marker[1..];
+    let mut hasher = D::new();
+    Digest::update(&mut hasher, [0u8; 8]);
+    Digest::update(&mut hasher, D::digest(message));
+    Digest::update(&mut hasher, salt);
+    hasher.finalize()[..] == *h
+}
+
+/// XORs MGF1(`seed`) (RFC 8017 §B.2.1) into `out`.
+fn mgf1_xor<D: Digest + FixedOutputReset>(seed: &[u8], out: &mut [u8]) {
+    let mut hasher = D::new();
+    let mut block = Output::<D>::default();
+    for (counter, chunk) in out.chunks_mut(<D as Digest>::output_size()).enumerate() {
+        Digest::update(&mut hasher, seed);
+        Digest::update(&mut hasher, (counter as u32).to_be_bytes());
+        Digest::finalize_into_reset(&mut hasher, &mut block);
+        for (byte, mask) in chunk.iter_mut().zip(block.iter()) {
+            *byte ^= mask;
+        }
     }
 }
 

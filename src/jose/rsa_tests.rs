@@ -177,3 +177,115 @@ fn refuses_weak_oversized_or_malformed_keys() {
     assert!(RsaPublicKey::new(&padded, &e).is_ok());
     assert!(RsaPublicKey::new(&odd_modulus(2048), &[0x01, 0xff, 0xff, 0xff, 0xff]).is_ok());
 }
+
+const PSS_CASES: [(Algorithm, Hash); 3] = [
+    (Algorithm::PS256, Hash::Sha256),
+    (Algorithm::PS384, Hash::Sha384),
+    (Algorithm::PS512, Hash::Sha512),
+];
+
+#[test]
+fn verifies_what_the_rsa_crate_signs_with_pss() {
+    let key = test_keys::rsa();
+    let public = public(key);
+    for (alg, hash) in PSS_CASES {
+        for message in [&b""[..], b"a", b"eyJhbGciOiJQUzI1NiJ9.eyJ1c2VyX2lkIjoidTEifQ"] {
+            let signature = sign(key, alg, message);
+            assert!(public.verify_pss(hash, message, &signature), "{alg:?} {message:?}");
+            // PSS and PKCS#1 v1.5 signatures are not each other's.
+            assert!(!public.verify(hash, message, &signature), "{alg:?}");
+        }
+    }
+    let pkcs1 = sign(key, Algorithm::RS256, b"message");
+    assert!(!public.verify_pss(Hash::Sha256, b"message", &pkcs1));
+}
+
+#[test]
+fn pss_refuses_another_message_key_hash_or_any_changed_bit() {
+    let key = test_keys::rsa();
+    let public = public(key);
+    let signature = sign(key, Algorithm::PS256, b"message");
+    assert!(!public.verify_pss(Hash::Sha256, b"messagf", &signature));
+    assert!(!public.verify_pss(Hash::Sha384, b"message", &signature));
+    assert!(!public.verify_pss(Hash::Sha512, b"message", &signature));
+    assert!(!self::public(test_keys::rsa_other()).verify_pss(Hash::Sha256, b"message", &signature));
+    for index in [0, 1, 100, signature.len() - 1] {
+        for bit in [0, 7] {
+            let mut changed = signature.clone();
+            changed[index] ^= 1 << bit;
+            assert!(!public.verify_pss(Hash::Sha256, b"message", &changed), "{index} {bit}");
+        }
+    }
+    assert!(!public.verify_pss(Hash::Sha256, b"message", &signature[1..]));
+    let mut longer = signature.clone();
+    longer.insert(0, 0);
+    assert!(!public.verify_pss(Hash::Sha256, b"message", &longer));
+    assert!(!public.verify_pss(Hash::Sha256, b"message", &[]));
+}
+
+/// Moduli of 8k + 1 bits, where the encoded message is a byte shorter than the modulus
+/// (RFC 8017's emLen < k), and other sizes.
+#[test]
+fn pss_with_odd_modulus_sizes() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    for bits in [2049, 2056, 3071, 3073] {
+        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits).unwrap();
+        let encoding =
+            jsonwebtoken::EncodingKey::from_rsa_der(private.to_pkcs1_der().unwrap().as_bytes());
+        let public =
+            RsaPublicKey::new(&private.n().to_bytes_be(), &private.e().to_bytes_be()).unwrap();
+        for (alg, hash) in PSS_CASES {
+            let signature = jsonwebtoken::crypto::sign(b"message", &encoding, alg).unwrap();
+            let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            assert!(public.verify_pss(hash, b"message", &signature), "{bits} {alg:?}");
+            assert!(!public.verify_pss(hash, b"messagf", &signature), "{bits} {alg:?}");
+        }
+    }
+}
+
+/// EMSA-PSS-VERIFY's steps on hand-made encodings: each condition of RFC 8017 §9.1.2 alone.
+#[test]
+fn pss_encoding_checks_each_condition() {
+    // A 2048-bit modulus: emBits 2047, emLen 256, one unused bit at the top.
+    let em_bits = 2047;
+    let message = b"message";
+    let salt = [7u8; 32];
+    let encode = |salt: &[u8], marker: u8, trailer: u8| -> Vec<u8> {
+        let m_hash = Sha256::digest(message);
+        let mut prime = vec![0u8; 8];
+        prime.extend_from_slice(&m_hash);
+        prime.extend_from_slice(salt);
+        let h = Sha256::digest(&prime);
+        let mut db = vec![0u8; 256 - 32 - 1];
+        let marker_at = db.len() - salt.len() - 1;
+        db[marker_at] = marker;
+        db[marker_at + 1..].copy_from_slice(salt);
+        mgf1_xor::<Sha256>(&h, &mut db);
+        db[0] &= 0x7f;
+        let mut em = db;
+        em.extend_from_slice(&h);
+        em.push(trailer);
+        em
+    };
+    let good = encode(&salt, 0x01, 0xbc);
+    assert!(pss_encoding_matches::<Sha256>(message, &good, em_bits));
+    assert!(!pss_encoding_matches::<Sha256>(b"other", &good, em_bits));
+    assert!(!pss_encoding_matches::<Sha256>(message, &encode(&salt, 0x01, 0xbd), em_bits));
+    assert!(!pss_encoding_matches::<Sha256>(message, &encode(&salt, 0x02, 0xbc), em_bits));
+    // Another salt length than the hash's.
+    assert!(!pss_encoding_matches::<Sha256>(message, &encode(&[7u8; 20], 0x01, 0xbc), em_bits));
+    assert!(!pss_encoding_matches::<Sha256>(message, &encode(&[], 0x01, 0xbc), em_bits));
+    // The unused top bit set.
+    let mut top = good.clone();
+    top[0] |= 0x80;
+    assert!(!pss_encoding_matches::<Sha256>(message, &top, em_bits));
+    // emLen one byte short of the representative: its first byte must be zero.
+    let mut longer = vec![0u8];
+    longer.extend_from_slice(&good);
+    assert!(pss_encoding_matches::<Sha256>(message, &longer, em_bits));
+    longer[0] = 1;
+    assert!(!pss_encoding_matches::<Sha256>(message, &longer, em_bits));
+    // Too short for hash, salt and the two fixed bytes.
+    assert!(!pss_encoding_matches::<Sha256>(message, &good[..65], 65 * 8 - 1));
+}

@@ -3,8 +3,8 @@
 //! decoded and checked. jsonwebtoken's own `decode` rebuilds the key on every call.
 //!
 //! The primitives are RustCrypto's, as in jsonwebtoken's `rust_crypto` backend, except RSA
-//! PKCS#1 v1.5 (`rsa_pkcs1`) and ECDSA's scalar multiplication (`ecdsa_verify`). RSA-PSS (rare in
-//! practice) goes through jsonwebtoken.
+//! (PKCS#1 v1.5 and PSS, `rsa`) and ECDSA's scalar multiplication (`ecdsa`). jsonwebtoken's
+//! own verification is not linked: it would bring the `rsa` crate's private-key code along.
 
 use std::sync::OnceLock;
 
@@ -34,9 +34,8 @@ pub struct HmacKey {
 
 #[derive(Clone)]
 pub struct RsaKey {
+    /// PKCS#1 v1.5 and PSS alike.
     pkcs1: RsaPublicKey,
-    /// For RSA-PSS, which jsonwebtoken verifies.
-    decoding: DecodingKey,
 }
 
 impl SignatureKey {
@@ -56,10 +55,7 @@ impl SignatureKey {
         match (family, key.kind()) {
             (KeyFamily::Rsa, DecodingKeyKind::RsaModulusExponent { n, e }) => {
                 let pkcs1 = RsaPublicKey::new(n, e).map_err(|error| error.to_string())?;
-                Ok(Self::Rsa(Box::new(RsaKey {
-                    pkcs1,
-                    decoding: key.clone(),
-                })))
+                Ok(Self::Rsa(Box::new(RsaKey { pkcs1 })))
             }
             (KeyFamily::P256, DecodingKeyKind::SecretOrDer(point)) => {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
@@ -105,11 +101,9 @@ impl SignatureKey {
             (Self::Rsa(key), RS256) => key.pkcs1.verify(Hash::Sha256, signing_input, signature),
             (Self::Rsa(key), RS384) => key.pkcs1.verify(Hash::Sha384, signing_input, signature),
             (Self::Rsa(key), RS512) => key.pkcs1.verify(Hash::Sha512, signing_input, signature),
-            (Self::Rsa(key), PS256 | PS384 | PS512) => {
-                let encoded = base64_url(signature);
-                jsonwebtoken::crypto::verify(&encoded, signing_input, &key.decoding, alg)
-                    .unwrap_or(false)
-            }
+            (Self::Rsa(key), PS256) => key.pkcs1.verify_pss(Hash::Sha256, signing_input, signature),
+            (Self::Rsa(key), PS384) => key.pkcs1.verify_pss(Hash::Sha384, signing_input, signature),
+            (Self::Rsa(key), PS512) => key.pkcs1.verify_pss(Hash::Sha512, signing_input, signature),
             // `from_slice` takes r‖s and refuses either outside [1, n).
             (Self::P256(key), ES256) => {
                 p256::ecdsa::Signature::from_slice(signature).is_ok_and(|signature| {
@@ -156,7 +150,3 @@ fn mac_matches<M: Mac>(mut mac: M, message: &[u8], tag: &[u8]) -> bool {
     mac.verify_slice(tag).is_ok()
 }
 
-fn base64_url(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}

