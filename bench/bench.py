@@ -322,9 +322,12 @@ CLAIM_HEADERS = [
 ]
 
 
-def jwt_authn_filter(jwks: dict, cache: bool = False) -> dict:
+def jwt_authn_filter(jwks: dict, cache: bool = False, shipped: bool = False) -> dict:
     """Envoy's native JWT filter with an inline JWKS, setting the same identity headers keygate
-    sets (`claim_to_headers`) and keeping `Authorization` (keygate's default)."""
+    sets (`claim_to_headers`) and keeping `Authorization` (keygate's default). `cache`: its
+    verified-token cache (`jwt_cache_config`, 1,024 tokens, as keygate's default). `shipped`: also
+    what envoy/envoy.yaml's keygate block does besides — the verified payload forwarded in
+    `x-jwt-payload` and `/healthz` let through without a token."""
     provider: dict = {
         "local_jwks": {"inline_string": json.dumps(jwks)},
         "forward": True,
@@ -332,12 +335,16 @@ def jwt_authn_filter(jwks: dict, cache: bool = False) -> dict:
     }
     if cache:
         provider["jwt_cache_config"] = {"jwt_cache_size": 1024}
+    rules = [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]
+    if shipped:
+        provider["forward_payload_header"] = "x-jwt-payload"
+        rules.insert(0, {"match": {"path": "/healthz"}})
     return {
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
             "providers": {"bench": provider},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+            "rules": rules,
         },
     }
 
@@ -386,6 +393,31 @@ def keygate_hs256_config(cache_entries: int | None = None, token_cache: bool = T
         config["usage"] = {"report_every_seconds": 10}
         config["rate_limits"] = {"key": [{"requests": 4_000_000_000, "per_seconds": 60}]}
     return config
+
+
+def shipped_keygate_config() -> str:
+    """The keygate configuration of envoy/envoy.yaml, as `make run` ships it (the JSON of its
+    `configuration.value` block; the standard library reads no YAML, so the block is cut out by
+    its indentation)."""
+    lines = (ROOT / "envoy/envoy.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "value: |":
+            indent = len(line) - len(line.lstrip()) + 2
+            block = []
+            for text in lines[i + 1:]:
+                if text.strip() and len(text) - len(text.lstrip()) < indent:
+                    break
+                block.append(text[indent:])
+            config = "\n".join(block)
+            json.loads(config)  # a broken block fails here, not in Envoy
+            return config
+    raise BenchError("envoy/envoy.yaml has no keygate `configuration.value` block")
+
+
+# The clusters envoy/envoy.yaml's keygate block names besides keyservice (the dev IdP's JWKS);
+# pointed at keyservice, which has no JWKS: that provider stays without keys, as API-key
+# traffic never needs them.
+SHIPPED_EXTRA_CLUSTERS = ["dev_idp"]
 
 
 def keygate_provider_config(jwks: dict, alg: str, token_cache: bool) -> dict:
@@ -444,6 +476,8 @@ class Config:
     needs_authorize: bool = False
     # Its keyservice cluster is the keyservice pinned to Envoy's core rather than wrk's.
     keyservice_on_envoy_core: bool = False
+    # More clusters its filters name, pointed at keyservice.
+    extra_clusters: tuple = ()
 
 
 def _hs_jwks() -> dict:
@@ -466,10 +500,24 @@ CONFIGS = [
            lambda s: s.hs_exp_token),
     Config("jwt_authn-hs256", "3", "Envoy jwt_authn, HS256 local JWKS, key with exp",
            lambda s: [jwt_authn_filter(_hs_jwks())], lambda s: s.hs_exp_token),
+    Config("jwt_authn-hs256-cache", "3c",
+           "Envoy jwt_authn, HS256, key with exp, with its jwt_cache_config (1,024 tokens)",
+           lambda s: [jwt_authn_filter(_hs_jwks(), cache=True)], lambda s: s.hs_exp_token),
+    Config("jwt_authn-shipped", "3s",
+           "Envoy jwt_authn doing what envoy/envoy.yaml's keygate block does (identity headers, "
+           "payload header, /healthz rule), jwt_cache_config on, HS256 key with exp",
+           lambda s: [jwt_authn_filter(_hs_jwks(), cache=True, shipped=True)],
+           lambda s: s.hs_exp_token),
     Config("keygate-hs256", "4", "keygate, HS256 key with exp",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
                                   json.dumps(keygate_hs256_config()))],
            lambda s: s.hs_exp_token, uses_keyservice=True),
+    Config("keygate-shipped", "4s",
+           "keygate with envoy/envoy.yaml's configuration as `make run` ships it (two providers, "
+           "payload header, rules, revocation feed, usage), HS256 key with exp",
+           lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate", shipped_keygate_config())],
+           lambda s: s.hs_exp_token, uses_keyservice=True,
+           extra_clusters=tuple(SHIPPED_EXTRA_CLUSTERS)),
     Config("keygate-hs256-nocache", "4b", "keygate, HS256 key with exp, verified-token cache off",
            lambda s: [wasm_filter("keygate", s.keygate_wasm, "keygate",
                                   json.dumps(keygate_hs256_config(token_cache=False)))],
@@ -538,42 +586,63 @@ CONFIGS = [
 ]
 CONFIG_IDS = [config.id for config in CONFIGS]
 
-# The issue's targets, as (name, numerator id, denominator id, minimum ratio of req/s,
-# whether p99 must be no worse).
+# Like for like (issue 21): each pair has the same work on both sides — caches on for both or off
+# for both, the same configuration as shipped, or the floor a wasm filter cannot go below. As
+# (name, numerator id, denominator id, minimum ratio of req/s, whether p99 must be no worse, the
+# issue that set it).
 TARGETS = [
-    ("keygate HS256 (4) vs jwt_authn HS256 (3)", "keygate-hs256", "jwt_authn-hs256", 1.15, True),
-    ("keygate HS256 (4) vs no-op wasm floor (2)", "keygate-hs256", "noop-wasm", 0.85, False),
-    ("cached non-expiring (5) vs keygate HS256 (4)", "keygate-nonexp-cached", "keygate-hs256", 0.95,
-     False),
-    ("keygate HS256 (4) vs ext_authz (7)", "keygate-hs256", "ext_authz-hs256", 3.0, False),
-    ("keygate HS256 (4) vs ext_authz, keyservice on Envoy's core (7c)", "keygate-hs256",
-     "ext_authz-hs256-shared", 3.0, False),
-    ("keygate RS256 (8c) vs jwt_authn RS256 (8a)", "keygate-rs256", "jwt_authn-rs256", 0.5, False),
-    ("keygate RS256 + token cache (8d) vs jwt_authn RS256 (8a)", "keygate-rs256-cache",
-     "jwt_authn-rs256", 1.15, False),
+    ("HS256, both caches off: keygate (4b) / jwt_authn (3)", "keygate-hs256-nocache",
+     "jwt_authn-hs256", 1.15, False, 21),
+    ("HS256, both caches on: keygate (4) / jwt_authn with jwt_cache_config (3c)", "keygate-hs256",
+     "jwt_authn-hs256-cache", 0.9, False, 21),
+    ("HS256, cache on: keygate (4) / the floor, the trimmed no-op wasm filter (2c)",
+     "keygate-hs256", "noop-wasm-trimmed", 0.95, False, 21),
+    ("non-expiring key, answer cached (5) / HS256 key with exp (4), both keygate",
+     "keygate-nonexp-cached", "keygate-hs256", 0.95, False, 21),
+    ("RS256, both caches off: keygate (8c) / jwt_authn (8a)", "keygate-rs256", "jwt_authn-rs256",
+     0.8, False, 21),
+    ("RS256, both caches on: keygate (8d) / jwt_authn with jwt_cache_config (8b)",
+     "keygate-rs256-cache", "jwt_authn-rs256-cache", 0.9, False, 21),
+    ("ES256, both caches off: keygate (9b) / jwt_authn (9a)", "keygate-es256", "jwt_authn-es256",
+     0.6, False, 21),
+    ("EdDSA, both caches off: keygate (9d) / jwt_authn (9c)", "keygate-eddsa", "jwt_authn-eddsa",
+     1.0, False, 21),
+    ("forged RS256, nothing cached: keygate (8f) / jwt_authn (8e)", "keygate-rs256-forged",
+     "jwt_authn-rs256-forged", 0.8, False, 21),
+    ("HS256 in-process vs out of process: keygate (4) / ext_authz (7)", "keygate-hs256",
+     "ext_authz-hs256", 3.0, False, 6),
+    ("the same, keyservice on Envoy's core: keygate (4) / ext_authz (7c)", "keygate-hs256",
+     "ext_authz-hs256-shared", 3.0, False, 6),
 ]
 
-# Same-algorithm comparisons the issue asks to report, without a target: (name, numerator id,
-# denominator id).
+# Other comparisons, without a target: (name, numerator id, denominator id).
 COMPARISONS = [
-    ("keygate HS256, token cache off (4b) vs jwt_authn HS256 (3)", "keygate-hs256-nocache",
-     "jwt_authn-hs256"),
+    ("as shipped, both caches on: keygate with envoy/envoy.yaml's configuration (4s) / jwt_authn "
+     "doing the same (3s)", "keygate-shipped", "jwt_authn-shipped"),
+    ("keygate as shipped (4s) / keygate's minimal configuration (4)", "keygate-shipped",
+     "keygate-hs256"),
     ("cached non-expiring, following the feed (5f) vs without (5)", "keygate-nonexp-feed",
      "keygate-nonexp-cached"),
     ("cached non-expiring, usage and a rate limit counted (5m) vs not (5)", "keygate-nonexp-metered",
      "keygate-nonexp-cached"),
     ("keygate HS256, token cache on (4) vs off (4b)", "keygate-hs256", "keygate-hs256-nocache"),
+    ("jwt_authn HS256, jwt_cache_config on (3c) vs off (3)", "jwt_authn-hs256-cache",
+     "jwt_authn-hs256"),
     ("keygate HS256 (4) vs no-op filter setting the identity headers (2b)", "keygate-hs256",
      "noop-wasm-identity"),
     ("no-op filter setting the identity headers (2b) vs no-op wasm floor (2)",
      "noop-wasm-identity", "noop-wasm"),
-    ("keygate HS256 (4) vs the trimmed no-op filter (2c)", "keygate-hs256", "noop-wasm-trimmed"),
     ("trimmed no-op filter (2c) vs no-op wasm floor (2)", "noop-wasm-trimmed", "noop-wasm"),
-    ("keygate refusing forged RS256 tokens (8f) vs jwt_authn (8e)", "keygate-rs256-forged",
-     "jwt_authn-rs256-forged"),
-    ("keygate ES256 (9b) vs jwt_authn ES256 (9a)", "keygate-es256", "jwt_authn-es256"),
-    ("keygate EdDSA (9d) vs jwt_authn EdDSA (9c)", "keygate-eddsa", "jwt_authn-eddsa"),
+    ("not like for like — keygate HS256 cached (4) / jwt_authn uncached (3): the old headline",
+     "keygate-hs256", "jwt_authn-hs256"),
 ]
+
+# The memory rows: Envoy's RSS at these worker counts, for these configurations.
+MEMORY_CONCURRENCIES = (1, 2, 4)
+MEMORY_CONFIGS = ["none", "noop-wasm-trimmed", "jwt_authn-hs256", "keygate-hs256",
+                  "keygate-shipped"]
+# The target of issue 21: keygate's RSS above the floor's, per VM.
+MEMORY_TARGET_MIB_PER_VM = 8.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -679,20 +748,22 @@ class Envoy:
 
 
 def start_envoy(procs: Processes, envoy_bin: Path, cpu: str, config: Config, setup: Setup,
-                work: Path, label: str = "", wrapper: list | None = None,
+                work: Path, label: str = "", wrapper: list | None = None, concurrency: int = 1,
                 ) -> tuple[subprocess.Popen, Path, Path]:
     clusters = []
     if config.uses_keyservice:
         port = setup.keyservice_envoy_core_port if config.keyservice_on_envoy_core \
             else setup.keyservice_port
         clusters.append(static_cluster("keyservice", "127.0.0.1", port))
+        clusters += [static_cluster(name, "127.0.0.1", port) for name in config.extra_clusters]
     path = work / f"envoy-{config.id}{label}.json"
     path.write_text(json.dumps(bootstrap(config.filters(setup), clusters), indent=2))
     admin_path = work / f"envoy-{config.id}{label}.admin"
     log = work / f"envoy-{config.id}{label}.log"
     env = dict(os.environ, JWT_SECRET=SECRET)
     proc = procs.start(
-        ["taskset", "-c", cpu, *(wrapper or []), envoy_bin, "-c", path, "--concurrency", "1",
+        ["taskset", "-c", cpu, *(wrapper or []), envoy_bin, "-c", path, "--concurrency",
+         str(concurrency),
          "--use-dynamic-base-id", "--admin-address-path", admin_path, "-l", "warn"],
         log, env=env)
     return proc, admin_path, log
@@ -965,7 +1036,12 @@ def render(results: dict, meta: dict) -> str:
     lines.append("# keygate benchmarks")
     lines.append("")
     lines.append("Generated by `bench/bench.py` ([bench/README.md](bench/README.md)); rerun with "
-                 "`make bench`. Issue 6 sets the targets below.")
+                 "`make bench`. Issues 6 and 21 set the targets below; every target compares like "
+                 "with like (caches on for both sides or off for both, the same configuration, or "
+                 "the floor), and says so in its name.")
+    lines.append("")
+    lines.append(f"![Like-for-like ratios of requests per second, with each round's range and the "
+                 f"target]({meta['chart']})")
     lines.append("")
     if meta["busy"]:
         lines.append(f"> **Taken on a busy machine**: {meta['busy']}. Other work shared the cores, "
@@ -984,9 +1060,9 @@ def render(results: dict, meta: dict) -> str:
                  f"(`-t1 -c{meta['connections']} -d{meta['duration']}s --latency`), with keyservice "
                  f"on the same core as wrk (for 7c, a second keyservice on Envoy's core); upstream = "
                  f"Envoy `direct_response`. {meta['rounds']} round(s), each with freshly started "
-                 f"Envoys, configurations interleaved in each round (each after {meta['warmup']} s "
-                 f"of warm-up); medians over the rounds. Memory: Envoy's VmRSS after each "
-                 "measurement.")
+                 f"Envoys, configurations interleaved in each round, the first one rotated each "
+                 f"round (each after {meta['warmup']} s of warm-up); medians over the rounds. "
+                 "Memory: Envoy's VmRSS after each measurement.")
     lines.append(f"- Versions: Envoy `{meta['envoy_version']}`; {meta['rustc_version']}; "
                  f"{meta['wrk_version']}; keygate {meta['git']}, keygate.wasm {meta['keygate_wasm']}; "
                  f"no-op filter {meta['noop_wasm']}, trimmed {meta['noop_trimmed_wasm']}; "
@@ -1014,17 +1090,18 @@ def render(results: dict, meta: dict) -> str:
     lines.append("callouts/req: requests Envoy sent to keyservice (`cluster.keyservice.upstream_rq_total`) "
                  "per request measured; empty where there is no keyservice cluster.")
     lines.append("")
-    lines.append("## Targets of issue 6")
+    lines.append("## Targets, like for like")
     lines.append("")
     lines.append("Ratio of the medians' requests/s; the range is that of the ratios within each round "
-                 "(both measured in the same round, so the machine's drift between rounds cancels).")
+                 "(both measured in the same round, so the machine's drift between rounds cancels). "
+                 "Where ranges overlap the target, the instructions per request below decide.")
     lines.append("")
-    lines.append("| target | ratio of req/s | per-round range | needed | p99 | met |")
-    lines.append("| --- | ---: | ---: | ---: | --- | --- |")
-    for name, a, b, needed, p99_too in TARGETS:
+    lines.append("| target | ratio of req/s | per-round range | needed | p99 | met | issue |")
+    lines.append("| --- | ---: | ---: | ---: | --- | --- | ---: |")
+    for name, a, b, needed, p99_too, issue in TARGETS:
         sa, sb = summaries.get(a), summaries.get(b)
         if not sa or not sb:
-            lines.append(f"| {name} | — | | ≥ {needed:.2f} | | not measured |")
+            lines.append(f"| {name} | — | | ≥ {needed:.2f} | | not measured | {issue} |")
             continue
         # Three decimals: at two, a ratio just short of its target would print as the target.
         spread = per_round_range(results, a, b, digits=3)
@@ -1036,7 +1113,7 @@ def render(results: dict, meta: dict) -> str:
             p99 = f"{sa['p99_ms']:.2f} vs {sb['p99_ms']:.2f} ms"
             met = met and p99_ok
         lines.append(f"| {name} | {value:.3f} | {spread} | ≥ {needed:.2f} | {p99} "
-                     f"| {'yes' if met else 'no'} |")
+                     f"| {'yes' if met else 'no'} | {issue} |")
     lines.append("")
     lines.append("Other comparisons, without a target:")
     lines.append("")
@@ -1050,6 +1127,7 @@ def render(results: dict, meta: dict) -> str:
         spread = per_round_range(results, a, b)
         lines.append(f"| {name} | {sa['rps'] / sb['rps']:.2f} | {spread} |")
     lines.append("")
+    lines += render_memory_per_vm(meta.get("memory_per_vm") or [], meta)
     lines.append("## Every round")
     lines.append("")
     lines.append("req/s, p50 / p99 ms, Envoy RSS MiB of each configuration in each round; * marks a "
@@ -1067,6 +1145,134 @@ def render(results: dict, meta: dict) -> str:
         lines.append(f"| {config.number} {config.id} | " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory per Envoy (every run) and the chart
+
+
+def measure_memory_per_vm(procs: Processes, envoy_bin: Path, cpus: str, configs: list[Config],
+                          setup: Setup, work: Path, concurrencies: tuple, log) -> list[dict]:
+    """Envoy's VmRSS for each configuration at each worker count of MEMORY_CONCURRENCIES: all
+    of one count started at once, each answering 100 requests with its token (so every path ran
+    once), then read after a second. Envoy makes one wasm VM per worker and one on its main
+    thread."""
+    rows = []
+    for concurrency in concurrencies:
+        started = [(config, *start_envoy(procs, envoy_bin, cpus, config, setup, work,
+                                         f"-memory{concurrency}", concurrency=concurrency))
+                   for config in configs]
+        envoys = [envoy_ready(config, proc, admin_path, log_path)
+                  for config, proc, admin_path, log_path in started]
+        verify_decisions(envoys, setup, {config.id: {} for config in configs})
+        for envoy in envoys:
+            tokens = envoy.config.token(setup)
+            token = tokens[0] if isinstance(tokens, list) else tokens
+            for _ in range(100):
+                http(f"http://127.0.0.1:{envoy.port}/",
+                     headers={"authorization": f"Bearer {token}"})
+        time.sleep(1)
+        for envoy in envoys:
+            rss = vm_rss_kib(envoy.proc.pid)
+            rows.append({"id": envoy.config.id, "concurrency": concurrency, "rss_kib": rss})
+            log(f"memory: {envoy.config.id} at --concurrency {concurrency}: {rss / 1024:.1f} MiB")
+        procs.stop([envoy.proc for envoy in envoys])
+    return rows
+
+
+def memory_over_floor(rows: list, config_id: str, floor_id: str = "noop-wasm-trimmed") -> dict:
+    """A configuration's RSS above the floor's at each worker count, per VM at one worker (two
+    VMs: the worker's and the main thread's), and per added worker VM (the slope from the
+    fewest workers to the most)."""
+    rss = {(r["id"], r["concurrency"]): r["rss_kib"] / 1024 for r in rows}
+    over = {c: rss[(config_id, c)] - rss[(floor_id, c)] for c in MEMORY_CONCURRENCIES
+            if (config_id, c) in rss and (floor_id, c) in rss}
+    over = dict(sorted(over.items()))
+    if not over:
+        return {}
+    low, high = min(over), max(over)
+    slope = (over[high] - over[low]) / (high - low) if high > low else None
+    return {"over": over, "per_vm_at_one": over[low] / (low + 1), "per_added_vm": slope}
+
+
+def render_memory_per_vm(rows: list, meta: dict) -> list[str]:
+    if not rows:
+        return []
+    titles = {config.id: f"{config.number} {config.title}" for config in CONFIGS}
+    concurrencies = sorted({r["concurrency"] for r in rows})
+    rss = {(r["id"], r["concurrency"]): r["rss_kib"] / 1024 for r in rows}
+    lines = ["## Memory per Envoy", "",
+             "Envoy's VmRSS (MiB) after each configuration answered 100 requests, at each worker "
+             "count (`--concurrency`); Envoy runs one wasm VM per worker and one on its main "
+             f"thread. Modules: keygate.wasm {meta.get('keygate_wasm', '—')}; the trimmed no-op "
+             f"filter {meta.get('noop_trimmed_wasm', '—')}.", "",
+             "| configuration | " + " | ".join(f"--concurrency {c}" for c in concurrencies) + " |",
+             "| --- |" + " ---: |" * len(concurrencies)]
+    for config_id in dict.fromkeys(r["id"] for r in rows):
+        cells = [f"{rss[(config_id, c)]:.1f}" if (config_id, c) in rss else "—"
+                 for c in concurrencies]
+        lines.append(f"| {titles.get(config_id, config_id)} | " + " | ".join(cells) + " |")
+    lines += ["", f"Above the floor (the trimmed no-op wasm filter, 2c); target of issue 21: at "
+                  f"most {MEMORY_TARGET_MIB_PER_VM:.0f} MiB per VM.", "",
+              "| configuration | above the floor, MiB, per worker count | per VM at one worker "
+              "(2 VMs) | per added worker VM | target met |", "| --- | --- | ---: | ---: | --- |"]
+    for config_id in ("keygate-hs256", "keygate-shipped"):
+        over = memory_over_floor(rows, config_id)
+        if not over:
+            continue
+        worst = max(over["per_vm_at_one"], over["per_added_vm"] or 0.0)
+        slope = "—" if over["per_added_vm"] is None else f"{over['per_added_vm']:.1f}"
+        lines.append(f"| {titles[config_id]} | "
+                     + ", ".join(f"{v:.1f} ({c})" for c, v in over["over"].items())
+                     + f" | {over['per_vm_at_one']:.1f} | {slope} | "
+                     + ("yes" if worst <= MEMORY_TARGET_MIB_PER_VM else "no") + " |")
+    lines.append("")
+    return lines
+
+
+CHART_PATH = ROOT / "docs/benchmarks-like-for-like.svg"
+
+
+def render_chart(results: dict) -> str:
+    """The targets as a bar chart (SVG, no dependency): each comparison's ratio of req/s as a
+    bar, the per-round range as a whisker, the target as a mark; green where met."""
+    summaries = {cid: r["summary"] for cid, r in results.items() if r.get("summary")}
+    rows = []
+    for name, a, b, needed, _, _ in TARGETS:
+        sa, sb = summaries.get(a), summaries.get(b)
+        if not sa or not sb or not sb["rps"]:
+            continue
+        paired = [x["rps"] / y["rps"] for x, y in
+                  zip(results[a]["samples"], results[b]["samples"]) if y["rps"]]
+        rows.append((name, sa["rps"] / sb["rps"], min(paired), max(paired), needed))
+    label_w, bar_w, row_h, top = 560, 360, 30, 40
+    scale_max = max([3.5] + [r[3] for r in rows] + [r[4] for r in rows])
+    x = lambda v: label_w + bar_w * min(v, scale_max) / scale_max  # noqa: E731
+    height = top + row_h * len(rows) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 80}" '
+           f'height="{height}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="#ffffff"/>',
+           '<text x="10" y="22" font-size="14" font-weight="bold">Like for like: ratio of requests '
+           'per second (bar: median; whisker: per-round range; black mark: target)</text>']
+    for tick in [t / 2 for t in range(0, int(scale_max * 2) + 1)]:
+        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" '
+                   f'y2="{top + row_h * len(rows)}" stroke="#dddddd"/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{top + row_h * len(rows) + 16}" '
+                   f'text-anchor="middle" fill="#555555">{tick:g}</text>')
+    for i, (name, value, low, high, needed) in enumerate(rows):
+        y = top + i * row_h
+        colour = "#2e7d32" if value >= needed else "#c62828"
+        label = name.replace("&", "&amp;").replace("<", "&lt;")
+        out.append(f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 6}" width="{x(value) - label_w:.1f}" '
+                   f'height="16" fill="{colour}" opacity="0.8"/>')
+        out.append(f'<line x1="{x(low):.1f}" y1="{y + 14}" x2="{x(high):.1f}" y2="{y + 14}" '
+                   'stroke="#222222" stroke-width="1.5"/>')
+        out.append(f'<line x1="{x(needed):.1f}" y1="{y + 2}" x2="{x(needed):.1f}" y2="{y + 26}" '
+                   'stroke="#000000" stroke-width="3"/>')
+        out.append(f'<text x="{x(max(value, high)) + 6:.1f}" y="{y + 18}">{value:.2f}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1315,10 +1521,14 @@ INSTRUCTIONS_BEGIN = "<!-- instructions per request: begin -->"
 INSTRUCTIONS_END = "<!-- instructions per request: end -->"
 # What the section measures unless --only says otherwise: the HS256 and RS256 paths and their
 # references (ext_authz is another process, which callgrind does not count).
-INSTRUCTION_CONFIGS = ["noop-wasm", "noop-wasm-identity", "noop-wasm-trimmed", "jwt_authn-hs256",
-                       "keygate-hs256", "keygate-hs256-nocache", "keygate-nonexp-cached",
-                       "keygate-nonexp-feed", "keygate-nonexp-metered", "jwt_authn-rs256", "keygate-rs256",
-                       "keygate-rs256-cache"]
+# Every configuration of a like-for-like pair (TARGETS, and the shipped pair), and the no-op floors.
+INSTRUCTION_CONFIGS = ["noop-wasm", "noop-wasm-trimmed", "jwt_authn-hs256", "jwt_authn-hs256-cache",
+                       "jwt_authn-shipped", "keygate-hs256", "keygate-hs256-nocache",
+                       "keygate-shipped", "keygate-nonexp-cached", "keygate-nonexp-feed",
+                       "keygate-nonexp-metered", "jwt_authn-rs256", "keygate-rs256",
+                       "jwt_authn-rs256-cache", "keygate-rs256-cache", "jwt_authn-rs256-forged",
+                       "keygate-rs256-forged", "jwt_authn-es256", "keygate-es256",
+                       "jwt_authn-eddsa", "keygate-eddsa"]
 # Envoy under callgrind starts in tens of seconds, not one.
 CALLGRIND_START_TIMEOUT = 600.0
 
@@ -1345,6 +1555,14 @@ def callgrind_control(option: str, pid: int) -> None:
                          timeout=120, check=False)
     if out.returncode != 0:
         raise BenchError(f"callgrind_control {option} {pid}: {out.stdout}{out.stderr}")
+
+
+def unexpected_responses(config: Config, sample) -> int:
+    """Responses of another status than the configuration's (wrk counts only non-2xx: a
+    configuration of refused tokens expects every response to be one)."""
+    if config.status_with_token != 200:
+        return sample.requests - sample.non_2xx
+    return sample.non_2xx
 
 
 def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Setup,
@@ -1378,8 +1596,10 @@ def run_instructions(args: argparse.Namespace, configs: list[Config], setup: Set
         callgrind_control("--instr=off", proc.pid)
         after = envoy_counter(envoy, counter)
         callgrind_control("--dump", proc.pid)
-        if sample.non_2xx or sample.socket_errors or before is None or after is None:
-            raise BenchError(f"{config.id} under callgrind: {sample.non_2xx} non-2xx, "
+        unexpected = unexpected_responses(config, sample)
+        if unexpected or sample.socket_errors or before is None or after is None:
+            raise BenchError(f"{config.id} under callgrind: {unexpected} responses of another "
+                             f"status than {config.status_with_token}, "
                              f"{sample.socket_errors} socket errors, {counter} {before} -> "
                              f"{after}\n{output}\n{tail(envoy_log, 15)}")
         procs.stop([proc])
@@ -1429,6 +1649,17 @@ def render_instructions(rows: list, meta: dict) -> str:
         # Ratios as for requests per second: above 1, fewer instructions than the reference.
         cells += [f"{value / row['per_request']:.3f}" for _, value in refs]
         lines.append("| " + " | ".join(cells) + " |")
+    pairs = [(name, a, b) for name, a, b, *_ in TARGETS] + \
+        [(name, a, b) for name, a, b in COMPARISONS[:1]]
+    pairs = [(name, by_id[a], by_id[b]) for name, a, b in pairs if a in by_id and b in by_id]
+    if pairs:
+        lines += ["", "The like-for-like pairs of the targets (and the shipped pair), in "
+                  "instructions: the partner's count over keygate's (above 1, keygate does less "
+                  "work per request).", "",
+                  "| pair | keygate | partner | partner / keygate |", "| --- | ---: | ---: | ---: |"]
+        for name, a, b in pairs:
+            lines.append(f"| {name} | {a['per_request']:,.0f} | {b['per_request']:,.0f} | "
+                         f"{b['per_request'] / a['per_request']:.3f} |")
     lines += ["", INSTRUCTIONS_END]
     return "\n".join(lines)
 
@@ -1493,7 +1724,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "Envoy's RSS before and after (a section of the report)")
     parser.add_argument("--instructions", action="store_true",
                         help="Envoy's instructions per request under callgrind instead, for the "
-                             "configurations of --only (default: the HS256 and RS256 paths); "
+                             "configurations of --only (default: both sides of every like-for-like "
+                             "target, and the no-op floors); "
                              "--duration and --warmup are its measurement's")
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for --memory")
     parser.add_argument("--memory-bounds", default="16384,1048576",
@@ -1680,7 +1912,10 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
             log("every configuration answers as expected with its token (200, or 401 for forged "
                 "ones)" + (" and 401 without" if any(e.config.expect_401_without_token
                                                    for e in envoys) else ""))
-        for envoy in envoys:
+        # The order turns by one each round, so no configuration is always measured first (on a
+        # machine just out of the previous round's stop) or always after the same one.
+        turn = round_index % len(envoys)
+        for envoy in envoys[turn:] + envoys[:turn]:
             if args.warmup:
                 run_wrk(wrk, args.load_cpu, envoy.port, envoy.config.token(setup),
                         args.connections, args.warmup, work)
@@ -1693,8 +1928,7 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
             foreign_during.update(foreign_start, foreign_end)
             sample.busy = bool(foreign_start or foreign_end)
             busy_samples += sample.busy
-            refused = envoy.config.status_with_token != 200
-            unexpected = (sample.requests - sample.non_2xx) if refused else sample.non_2xx
+            unexpected = unexpected_responses(envoy.config, sample)
             if unexpected or sample.socket_errors:
                 raise BenchError(f"{envoy.config.id}, round {round_index + 1}: {unexpected} "
                                  f"responses of another status than {envoy.config.status_with_token}, "
@@ -1713,6 +1947,12 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
     for config in runnable:
         samples = [Sample(**s) for s in results[config.id]["samples"]]
         results[config.id]["summary"] = summarize(samples)
+
+    memory_configs = [c for c in runnable if c.id in MEMORY_CONFIGS]
+    memory_rows = measure_memory_per_vm(
+        procs, envoy_bin, f"{args.envoy_cpu},{args.load_cpu}", memory_configs, setup, work,
+        MEMORY_CONCURRENCIES[:2] if args.quick else MEMORY_CONCURRENCIES, log) \
+        if memory_configs else []
 
     busy = []
     if load_before >= QUIET_LOAD:
@@ -1750,8 +1990,16 @@ def run(args: argparse.Namespace, selected: list[Config], procs: Processes) -> i
         "noop_trimmed_wasm": file_facts(noop_trimmed_wasm),
         "keyservice_build": "release" if "/release/" in str(keyservice_bin) else "debug",
         "foreign_processes": foreign,
+        "memory_per_vm": memory_rows,
     }
+    # The full run's chart is in docs/ (BENCHMARKS.md and the README show it); a quick run's
+    # beside its report.
+    chart = args.out.with_suffix(".svg") if args.quick else CHART_PATH
+    meta["chart"] = os.path.relpath(chart, args.out.parent)
     report = render(results, meta)
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    chart.write_text(render_chart(results))
+    log(f"wrote {chart}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # The sections of `make bench-instructions`, `bench-propagation`, `bench-usage` and
     # `bench-memory` stay.

@@ -25,7 +25,10 @@ const CONFIGURATIONS: &[&str] = &[
     "noop-wasm-identity",
     "noop-wasm-trimmed",
     "jwt_authn-hs256",
+    "jwt_authn-hs256-cache",
+    "jwt_authn-shipped",
     "keygate-hs256",
+    "keygate-shipped",
     "keygate-hs256-nocache",
     "keygate-nonexp-cached",
     "keygate-nonexp-feed",
@@ -209,10 +212,46 @@ fn quick_run_measures_every_configuration() {
         "# keygate benchmarks",
         "| # | configuration | req/s |",
         "Quick run",
+        "## Targets, like for like",
+        "## Memory per Envoy",
+        "| configuration | --concurrency 1 | --concurrency 2 |",
+        "![Like-for-like ratios",
     ] {
         if !markdown.contains(needle) {
             problems.push(format!("the report lacks {needle:?}"));
         }
+    }
+    // Every memory row: each configuration of the memory section at each worker count.
+    let memory = data["meta"]["memory_per_vm"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for id in [
+        "none",
+        "noop-wasm-trimmed",
+        "jwt_authn-hs256",
+        "keygate-hs256",
+        "keygate-shipped",
+    ] {
+        for concurrency in [1, 2] {
+            let found = memory.iter().any(|row| {
+                row["id"] == id
+                    && row["concurrency"] == concurrency
+                    && row["rss_kib"].as_u64().unwrap_or(0) > 0
+            });
+            if !found {
+                problems.push(format!(
+                    "no memory row for {id} at --concurrency {concurrency}"
+                ));
+            }
+        }
+    }
+    // The chart, beside the report in a quick run: one bar per target measured.
+    let chart = fs::read_to_string(report.with_extension("svg")).unwrap_or_default();
+    if !chart.starts_with("<svg") || chart.matches("<rect x=").count() < 5 {
+        problems.push(format!(
+            "the chart beside the report is not a bar chart: {chart:.200}"
+        ));
     }
     assert!(
         problems.is_empty(),
