@@ -3,11 +3,13 @@
 //! Why not a bignum crate: their limbs are machine words with a carry per product (crypto-bigint:
 //! 32-bit limbs on wasm32, a serial carry chain through every multiply-add), and that carry
 //! chain is most of an RSA verification under V8. Here numbers are held in limbs of 27 or 28 bits
-//! in `u64`s, so a product of two limbs leaves room to add a few hundred more before the `u64`
-//! overflows: Montgomery multiplication is done column by column (the "finely integrated product
-//! scanning" method of Koç, Acar and Kaliski, 1996), each column a plain sum of products with a
-//! single carry at its end. Only public data goes through here (a public key, a signature),
-//! so nothing needs constant time.
+//! (in `u32`s), so a product of two limbs leaves room to add a few hundred more in a `u64`:
+//! Montgomery multiplication is done column by column (the "finely integrated product scanning"
+//! method of Koç, Acar and Kaliski, 1996), each column a plain sum of products with a single
+//! carry at its end. With one factor's limbs kept reversed, a column is a dot product of two
+//! runs of limbs, taken four at a time with wasm SIMD (`i64x2.extmul_*_i32x4_u`): about 1.7
+//! times faster than one product at a time under V8. Only public data goes through here (a
+//! public key, a signature), so nothing needs constant time.
 
 /// A limb's width in bits, by the size of the modulus: a column sums at most `2·count` products
 /// of two limbs (`< 2^(2·bits)`) plus the previous column's carry, which must stay below 2^64.
@@ -233,25 +235,16 @@ impl Modulus {
         out: &mut Number,
     ) {
         let count = self.limbs.len();
-        // Column k reads m[k - 1] and m[k] (times n[1] and n[0]) before they are stored: zero.
+        // Column k reads m[k] (times n[0]) before choosing it: zero until then.
         m.0[PAD..PAD + count].fill(0);
         let n0 = u64::from(self.limbs[0]);
-        let n1 = u64::from(self.limbs.get(1).copied().unwrap_or(0));
         let mut column = 0u64;
-        // The latest digit joins its column's neighbour as a scalar and reaches `m` only after
-        // that column's groups are read: a group read just after a limb of it is stored waits
-        // for the store (no store-to-load forwarding from narrower stores), and the next digit
-        // waits for the column.
-        let mut latest = 0u32;
         for k in 0..count {
-            column += column_sum(m, 0, k) + u64::from(latest) * n1;
-            if k > 0 {
-                m.0[PAD + k - 1] = latest;
-            }
-            latest = self.quotient_digit(column);
-            column = (column + u64::from(latest) * n0) >> self.bits;
+            column += column_sum(m, 0, k);
+            let digit = self.quotient_digit(column);
+            m.0[PAD + k] = digit;
+            column = (column + u64::from(digit) * n0) >> self.bits;
         }
-        m.0[PAD + count - 1] = latest;
         for k in count..2 * count - 1 {
             column += column_sum(m, k + 1 - count, k);
             out.set(count, k - count, low_limb(column, self.mask));
