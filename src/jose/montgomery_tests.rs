@@ -123,7 +123,11 @@ fn r_squared_is_r_squared_mod_the_modulus() {
         let r_squared = (BigUint::from(1u32) << (2 * r_bits)) % &n;
         let size = r_bits.div_ceil(8);
         assert_eq!(
-            limbs_to_be(&prepared.r_squared, prepared.bits, size),
+            limbs_to_be(
+                prepared.r_squared.limbs(prepared.limbs.len()),
+                prepared.bits,
+                size
+            ),
             padded(&r_squared, size),
             "{bits} bits"
         );
@@ -198,12 +202,12 @@ fn all_ones(bits: u64) -> Vec<u8> {
 }
 
 /// Little-endian limbs of `bits` bits as a number; a limb may hold more (a carry, a column).
-fn from_limbs(limbs: &[u64], bits: u32) -> BigUint {
+fn from_limbs<T: Copy + Into<u64>>(limbs: &[T], bits: u32) -> BigUint {
     limbs
         .iter()
         .rev()
         .fold(BigUint::from(0u32), |number, &limb| {
-            (number << bits as usize) + limb
+            (number << bits as usize) + limb.into()
         })
 }
 
@@ -293,9 +297,16 @@ fn the_largest_possible_columns_do_not_overflow() {
             column >>= width;
         }
 
-        let mut m = vec![0; count];
-        let mut out = vec![0; count];
-        modulus.reduce_columns(|_, k| columns[k], &mut m, &mut out);
+        // The columns of m·n as `multiply` and `square` add them (m[k] is zero in column k).
+        let multiples = |m: &Padded, low: usize, k: usize| -> u64 {
+            (low..=k.min(count - 1))
+                .map(|i| u64::from(m.0[PAD + i]) * u64::from(modulus.limbs[k - i]))
+                .sum()
+        };
+        let mut m = Padded::ZERO;
+        let mut out = Number::ZERO;
+        modulus.reduce_columns(|m, low, k| columns[k] + multiples(m, low, k), &mut m, &mut out);
+        let (m, out) = (&m.0[PAD..PAD + count], out.limbs(count));
         assert!(
             m.iter().all(|&digit| u128::from(digit) == mask),
             "{bits} bits"
@@ -303,8 +314,8 @@ fn the_largest_possible_columns_do_not_overflow() {
         // Exact: the columns' sum plus m·n is out·R, as Montgomery reduction defines it.
         let r = BigUint::from(1u32) << (width as usize * count);
         assert!(
-            from_limbs(&columns, width) + from_limbs(&m, width) * from_limbs(&modulus.limbs, width)
-                == from_limbs(&out, width) * r,
+            from_limbs(&columns, width) + from_limbs(m, width) * from_limbs(&modulus.limbs, width)
+                == from_limbs(out, width) * r,
             "{bits} bits"
         );
         assert!(peak < 1 << 64, "{bits} bits: a column reaches {peak:#x}");
@@ -323,20 +334,22 @@ fn products_and_squares_of_all_ones_limbs_are_exact() {
         let count = modulus.limbs.len();
         let width = modulus.bits;
         // Every limb at its largest, the top one too: more than any operand below 2·modulus.
-        let a = vec![modulus.mask; count];
-        let a_value = from_limbs(&a, width);
+        let a_value = from_limbs(&vec![modulus.mask; count], width);
+        let a = Number::new(&vec![modulus.mask; count]);
         let n = from_limbs(&modulus.limbs, width);
         let r = BigUint::from(1u32) << (width as usize * count);
-        let mut m = vec![0; count];
-        let mut out = vec![0; count];
+        let mut m = Padded::ZERO;
+        let mut out = Number::ZERO;
         modulus.multiply(&a, &a, &mut m, &mut out);
         assert!(
-            &a_value * &a_value + from_limbs(&m, width) * &n == from_limbs(&out, width) * &r,
+            &a_value * &a_value + from_limbs(&m.0[PAD..PAD + count], width) * &n
+                == from_limbs(out.limbs(count), width) * &r,
             "{bits} bits: multiply"
         );
         modulus.square(&a, &mut m, &mut out);
         assert!(
-            &a_value * &a_value + from_limbs(&m, width) * &n == from_limbs(&out, width) * &r,
+            &a_value * &a_value + from_limbs(&m.0[PAD..PAD + count], width) * &n
+                == from_limbs(out.limbs(count), width) * &r,
             "{bits} bits: square"
         );
     }
@@ -376,4 +389,72 @@ fn overflow_checks_are_on_in_test_builds() {
         overflowed.is_err(),
         "build the tests with overflow-checks = true"
     );
+}
+
+// The lanes: what `multiply` and `square` sum with them, against plain sums.
+
+/// The lanes as the wasm instructions define them: lane 0 the products of limbs 0 and 2, lane 1
+/// of 1 and 3, and `and` lane by lane.
+#[test]
+fn lanes_multiply_and_mask_as_the_wasm_instructions_do() {
+    let mut next = xorshift(0x6b65_7967_6174_6506);
+    for _ in 0..1000 {
+        let quad = |next: &mut dyn FnMut() -> u64| std::array::from_fn(|_| next() as u32 >> 3);
+        let (x, y): ([u32; 4], [u32; 4]) = (quad(&mut next), quad(&mut next));
+        let start = next() >> 8;
+        let products: u64 = (0..4).map(|i| u64::from(x[i]) * u64::from(y[i])).sum();
+        let mut sum = lanes::Pair::ZERO;
+        sum = sum.mul_add(lanes::Quad::load(&[start as u32, 0, 0, 0]), lanes::Quad::load(&[1, 0, 0, 0]));
+        sum = sum.mul_add(lanes::Quad::load(&x), lanes::Quad::load(&y));
+        assert_eq!(sum.sum(), u64::from(start as u32) + products);
+        for (kept, mask) in TAIL_MASKS.iter().enumerate() {
+            let masked = lanes::Pair::ZERO
+                .mul_add(lanes::Quad::load(&x).and(lanes::Quad::load(mask)), lanes::Quad::load(&y));
+            let expected: u64 = (0..kept).map(|i| u64::from(x[i]) * u64::from(y[i])).sum();
+            assert_eq!(masked.sum(), expected);
+        }
+    }
+}
+
+/// Every column of `multiply` and `square` (as `reduce_columns` calls them, with the digits
+/// chosen so far) against plain sums of a·b (or a·a) and m·n, at sizes whose limb counts leave
+/// each remainder modulo the groups of four.
+#[test]
+fn grouped_columns_equal_plain_column_sums() {
+    let mut next = xorshift(0x6b65_7967_6174_6507);
+    for bits in [26, 56, 84, 112, 2048, 2049, 2070, 2071, 3072, 4096] {
+        let modulus = Modulus::new(&random_modulus(&mut next, bits)).unwrap();
+        let count = modulus.limbs.len();
+        let mut random =
+            || -> Vec<u32> { (0..count).map(|_| next() as u32 & modulus.mask).collect() };
+        let (a, b) = (random(), random());
+        let plain = |y: &[u32], m: &Padded, low: usize, k: usize| -> u64 {
+            (low..=k.min(count - 1))
+                .map(|i| {
+                    u64::from(a[i]) * u64::from(y[k - i])
+                        + u64::from(m.0[PAD + i]) * u64::from(modulus.limbs[k - i])
+                })
+                .sum()
+        };
+        let (a_number, b_number) = (Number::new(&a), Number::new(&b));
+        for square in [false, true] {
+            let mut columns = 0;
+            let column = |m: &Padded, low: usize, k: usize| {
+                let (got, y) = if square {
+                    (modulus.square_column(&a_number, m, low, k), &a)
+                } else {
+                    (modulus.multiply_column(&a_number, &b_number, m, low, k), &b)
+                };
+                assert_eq!(got, plain(y, m, low, k), "{bits} bits, square {square}, column {k}");
+                got
+            };
+            let counted = |m: &Padded, low: usize, k: usize| {
+                columns += 1;
+                column(m, low, k)
+            };
+            let (mut m, mut out) = (Padded::ZERO, Number::ZERO);
+            modulus.reduce_columns(counted, &mut m, &mut out);
+            assert_eq!(columns, 2 * count - 1, "{bits} bits");
+        }
+    }
 }
