@@ -6,6 +6,9 @@ pub mod ecdsa;
 pub mod jws;
 pub mod keys;
 pub mod montgomery;
+pub mod p256_ecdsa;
+pub mod p256_field;
+pub mod p256_point;
 pub mod rsa;
 pub mod signature;
 

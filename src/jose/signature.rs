@@ -3,8 +3,9 @@
 //! decoded and checked. jsonwebtoken's own `decode` rebuilds the key on every call.
 //!
 //! The primitives are RustCrypto's, as in jsonwebtoken's `rust_crypto` backend, except RSA
-//! (PKCS#1 v1.5 and PSS, `rsa`) and ECDSA's scalar multiplication (`ecdsa`). jsonwebtoken's
-//! own verification is not linked: it would bring the `rsa` crate's private-key code along.
+//! (PKCS#1 v1.5 and PSS, `rsa`) and ECDSA's scalar multiplication (`ecdsa`; for P-256 also the
+//! field and point arithmetic, `p256_ecdsa`). jsonwebtoken's own verification is not linked: it
+//! would bring the `rsa` crate's private-key code along.
 
 use std::sync::OnceLock;
 
@@ -14,13 +15,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::jose::ecdsa::{PreparedKey, generator_multiples};
+use crate::jose::p256_ecdsa::P256Key;
 use crate::jose::rsa::{Hash, RsaPublicKey};
 
 #[derive(Clone)]
 pub enum SignatureKey {
     Hmac(Box<HmacKey>),
     Rsa(Box<RsaKey>),
-    P256(Box<PreparedKey<p256::NistP256>>),
+    P256(Box<P256Key>),
     P384(Box<PreparedKey<p384::NistP384>>),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
@@ -59,13 +61,10 @@ impl SignatureKey {
             }
             (KeyFamily::P256, DecodingKeyKind::SecretOrDer(point)) => {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                    .map(|key| {
-                        Self::P256(Box::new(PreparedKey::new(
-                            *key.as_affine(),
-                            p256_generator(),
-                        )))
-                    })
-                    .map_err(|_| "not a P-256 point".to_owned())
+                    .ok()
+                    .and_then(|key| P256Key::new(key.as_affine()))
+                    .map(|key| Self::P256(Box::new(key)))
+                    .ok_or_else(|| "not a P-256 point".to_owned())
             }
             (KeyFamily::P384, DecodingKeyKind::SecretOrDer(point)) => {
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
@@ -124,7 +123,9 @@ impl SignatureKey {
     }
 }
 
-/// The generator's odd multiples, computed once per curve for all its keys.
+/// The generator's odd multiples, computed once per curve for all its keys. P-256's for the
+/// generic code are for the tests, which check `P256Key` against it.
+#[cfg(test)]
 pub(crate) fn p256_generator() -> &'static [p256::AffinePoint] {
     static GENERATOR: OnceLock<Vec<p256::AffinePoint>> = OnceLock::new();
     GENERATOR.get_or_init(generator_multiples::<p256::NistP256>)
