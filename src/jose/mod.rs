@@ -3,6 +3,7 @@
 //! ECDSA P-256/P-384) or takes from RustCrypto. Knows nothing of providers or requests.
 
 pub mod ecdsa;
+pub mod ed25519;
 pub mod jws;
 pub mod keys;
 pub mod montgomery;

@@ -9,12 +9,12 @@
 
 use std::sync::OnceLock;
 
-use ed25519_dalek::Verifier as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::jose::ecdsa::{PreparedKey, generator_multiples};
+use crate::jose::ed25519::PreparedEd25519Key;
 use crate::jose::p256_ecdsa::P256Key;
 use crate::jose::rsa::{Hash, RsaPublicKey};
 
@@ -24,7 +24,7 @@ pub enum SignatureKey {
     Rsa(Box<RsaKey>),
     P256(Box<P256Key>),
     P384(Box<PreparedKey<p384::NistP384>>),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(PreparedEd25519Key),
 }
 
 #[derive(Clone)]
@@ -81,9 +81,9 @@ impl SignatureKey {
                     .as_slice()
                     .try_into()
                     .map_err(|_| "an Ed25519 key is 32 bytes".to_owned())?;
-                ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                PreparedEd25519Key::new(bytes)
                     .map(Self::Ed25519)
-                    .map_err(|_| "not an Ed25519 point".to_owned())
+                    .ok_or_else(|| "not an Ed25519 point".to_owned())
             }
             _ => Err("unsupported key".to_owned()),
         }
@@ -116,8 +116,7 @@ impl SignatureKey {
                     key.verify(&Sha384::digest(signing_input), *r, *s)
                 })
             }
-            (Self::Ed25519(key), EdDSA) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|signature| key.verify(signing_input, &signature).is_ok()),
+            (Self::Ed25519(key), EdDSA) => key.verify(signing_input, signature),
             _ => false,
         }
     }
