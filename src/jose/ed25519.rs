@@ -25,6 +25,8 @@ pub struct PreparedEd25519Key {
     /// The key as given: the challenge hashes these bytes, not a re-encoding.
     compressed: [u8; 32],
     minus_a: Multiples,
+    /// B's table, shared by every key; taken at key load so no request pays for building it.
+    basepoint: &'static Multiples,
 }
 
 impl PreparedEd25519Key {
@@ -35,6 +37,7 @@ impl PreparedEd25519Key {
         Some(Self {
             compressed: *bytes,
             minus_a: Multiples::new(&-a),
+            basepoint: basepoint(),
         })
     }
 
@@ -59,7 +62,7 @@ impl PreparedEd25519Key {
                 .finalize()
                 .into(),
         );
-        let expected = double_base(&self.minus_a, &k, basepoint(), &s);
+        let expected = double_base(&self.minus_a, &k, self.basepoint, &s);
         // R is compared as bytes, never decompressed: a non-canonical R never matches.
         expected.compress().0 == r
     }
